@@ -1,0 +1,49 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.Adapters;
+
+/// <summary>
+/// y = x·(W + ΔW(W, B))ᵀ + b with W' rebuilt in the backward pass, so no layer keeps its [out, in] merged weight
+/// (nor the intermediates of ΔW) alive between forward and backward. Arguments: x, W (frozen), B, bias (or null),
+/// <see cref="BatGrouping"/>, <see cref="BatProduct"/>.
+/// </summary>
+internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatCheckpointedLinear>
+{
+    public override string Name => nameof(BatCheckpointedLinear);
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object?[] vars)
+    {
+        var (x, w, blocks, bias) = ((Tensor)vars[0]!, (Tensor)vars[1]!, (Tensor)vars[2]!, vars[3] as Tensor);
+        ctx.save_for_backward([x, w, blocks]);
+        ctx.save_data("grouping", vars[4]!);
+        ctx.save_data("product", vars[5]!);
+        ctx.save_data("bias", bias is not null && bias.requires_grad);
+        using var merged = w + BatMath.DeltaWeight(w, blocks, (BatGrouping)vars[4]!, (BatProduct)vars[5]!);
+        return nn.functional.linear(x, merged, bias);
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        List<Tensor> saved = ctx.get_saved_variables();
+        var (x, w, blocks) = (saved[0], saved[1], saved[2]);
+        var grouping = (BatGrouping)ctx.get_data("grouping");
+        var product = (BatProduct)ctx.get_data("product");
+        long outFeatures = w.shape[0], inFeatures = w.shape[1];
+
+        Tensor g2 = gradOutput.reshape(-1, outFeatures);
+        Tensor gradBlocks;
+        Tensor merged;
+        using (enable_grad())
+        {
+            using Tensor leaf = blocks.detach().requires_grad_(true);
+            merged = w + BatMath.DeltaWeight(w, leaf, grouping, product);
+            // dL/dW' = Σ_tokens gᵀ·x; push it through ΔW's graph to get dL/dB.
+            using Tensor gradMerged = g2.t().matmul(x.reshape(-1, inFeatures));
+            gradBlocks = autograd.grad([merged], [leaf], [gradMerged])[0];
+        }
+        Tensor gradInput = gradOutput.matmul(merged.detach());
+        merged.Dispose();
+        Tensor? gradBias = (bool)ctx.get_data("bias") ? g2.sum(0) : null;
+        return [gradInput, null!, gradBlocks, gradBias!, null!, null!];
+    }
+}

@@ -1,0 +1,55 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.Adapters;
+
+/// <summary>
+/// The trainable part that one adapter method adds to one <see cref="AdaptableLinear"/>. Parameters are kept in
+/// float32 whatever the base dtype (as PEFT does by default): the layer casts inputs up and results back.
+/// </summary>
+public abstract class LayerAdapter : nn.Module
+{
+    /// <summary>Creates the adapter for the layer at <paramref name="modulePath"/>.</summary>
+    protected LayerAdapter(string name, string modulePath) : base(name) => ModulePath = modulePath;
+
+    /// <summary>Where the adapted layer sits in the model, e.g. <c>model.layers.0.self_attn.q_proj</c>.</summary>
+    public string ModulePath { get; }
+
+    /// <summary>The layer's output with the adapter applied, in the input's dtype.</summary>
+    public abstract Tensor Forward(Tensor input, AdaptableLinear layer);
+
+    /// <summary>ΔW for the float32 base weight <paramref name="weight"/>, [out, in], float32.</summary>
+    public abstract Tensor DeltaWeight(Tensor weight);
+
+    /// <summary>W + ΔW(W), float32.</summary>
+    public virtual Tensor MergedWeight(Tensor weight) => weight + DeltaWeight(weight);
+
+    /// <summary>Recovers W from <paramref name="merged"/> = W + ΔW(W), float32.</summary>
+    public abstract Tensor UnmergedWeight(Tensor merged);
+
+    /// <summary>The tensors PEFT saves for this layer, keyed by the suffix after the module path (e.g. <c>bone_block</c>, <c>lora_A.weight</c>).</summary>
+    public abstract IEnumerable<KeyValuePair<string, Tensor>> PeftTensors();
+
+    /// <summary>Copies a PEFT tensor into this adapter; throws naming the key when the suffix or shape does not fit.</summary>
+    public void LoadPeftTensor(string suffix, Tensor value)
+    {
+        Tensor? target = null;
+        foreach (var (name, tensor) in PeftTensors()) if (name == suffix) target = tensor;
+        if (target is null)
+            throw new InvalidDataException($"'{ModulePath}.{suffix}' is not a tensor of this adapter (expected {string.Join(", ", PeftTensors().Select(p => ModulePath + "." + p.Key))}).");
+        if (!target.shape.SequenceEqual(value.shape))
+            throw new InvalidDataException($"'{ModulePath}.{suffix}' has shape [{string.Join(", ", value.shape)}] but this layer needs [{string.Join(", ", target.shape)}].");
+        using var noGrad = no_grad();
+        target.copy_(value.to(target.dtype, target.device));
+    }
+
+    // Adapter weights stay float32 when the model is converted to bf16/f16; only the device follows.
+    /// <inheritdoc/>
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking) => this;
+
+    /// <inheritdoc/>
+    protected override nn.Module _to(Device device, ScalarType dtype, bool non_blocking) => _to(device.type, device.index, non_blocking);
+
+    /// <summary>Input cast to float32 for the adapter path.</summary>
+    protected static Tensor AsFloat32(Tensor t) => t.dtype == ScalarType.Float32 ? t : t.to(ScalarType.Float32);
+}

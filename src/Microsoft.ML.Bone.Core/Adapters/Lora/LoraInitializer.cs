@@ -1,0 +1,75 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.Adapters;
+
+/// <summary>LoRA initialisations: PEFT's default and Gaussian, PiSSA (exact or randomized SVD) and OLoRA (QR).</summary>
+internal static class LoraInitializer
+{
+    public static void Initialize(LoraLayer lora, AdaptableLinear layer, LoraConfig config)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        switch (config.Init)
+        {
+            case LoraInit.Default:
+                nn.init.kaiming_uniform_(lora.lora_A.weight, a: Math.Sqrt(5));
+                nn.init.zeros_(lora.lora_B.weight);
+                return;
+            case LoraInit.Gaussian:
+                nn.init.normal_(lora.lora_A.weight, std: 1.0 / config.R);
+                nn.init.zeros_(lora.lora_B.weight);
+                return;
+        }
+
+        Tensor w = layer.weight.detach().to(ScalarType.Float32);
+        long r = config.R;
+        if (r > Math.Min(layer.InFeatures, layer.OutFeatures))
+            throw new ArgumentException($"{config.Init} on '{lora.ModulePath}': r = {r} exceeds min(out, in) = {Math.Min(layer.InFeatures, layer.OutFeatures)}.");
+
+        Tensor a, b;
+        if (config.Init == LoraInit.PiSSA)
+        {
+            var (u, s, vh) = config.PissaIterations > 0 ? RandomizedSvd(w, r, config.PissaIterations) : TopSvd(w, r);
+            // PEFT divides the singular values by scale so that scale·B·A is the rank-r part of W.
+            Tensor root = (s / config.Scale).sqrt();
+            a = root.unsqueeze(1) * vh;  // (r, in)
+            b = u * root.unsqueeze(0);   // (out, r)
+        }
+        else
+        {
+            var (q, rr) = linalg.qr(w);
+            a = rr.narrow(0, 0, r);
+            b = q.narrow(1, 0, r);
+        }
+        lora.lora_A.weight.copy_(a);
+        lora.lora_B.weight.copy_(b);
+        layer.weight.copy_((w - config.Scale * b.matmul(a)).to(layer.weight.dtype));
+        lora.InitialFactors = (a.clone().DetachFromDisposeScope(), b.clone().DetachFromDisposeScope());
+    }
+
+    private static (Tensor U, Tensor S, Tensor Vh) TopSvd(Tensor w, long r)
+    {
+        var (u, s, vh) = linalg.svd(w, fullMatrices: false);
+        return (u.narrow(1, 0, r), s.narrow(0, 0, r), vh.narrow(0, 0, r));
+    }
+
+    /// <summary>
+    /// Randomized SVD (Halko, Martinsson and Tropp 2011): a Gaussian sketch of the range of W, refined by
+    /// <paramref name="iterations"/> power iterations with re-orthonormalisation, then an exact SVD of the small
+    /// projected matrix. Costs O(out·in·r) instead of the full SVD's O(out·in·min(out, in)).
+    /// </summary>
+    public static (Tensor U, Tensor S, Tensor Vh) RandomizedSvd(Tensor w, long r, int iterations)
+    {
+        long oversampled = Math.Min(r + 10, Math.Min(w.shape[0], w.shape[1]));
+        Tensor sketch = randn([w.shape[1], oversampled], dtype: w.dtype, device: w.device);
+        Tensor q = linalg.qr(w.matmul(sketch)).Q;
+        for (int i = 0; i < iterations; i++)
+        {
+            Tensor z = linalg.qr(w.t().matmul(q)).Q;
+            q = linalg.qr(w.matmul(z)).Q;
+        }
+        var (ub, s, vh) = linalg.svd(q.t().matmul(w), fullMatrices: false);
+        return (q.matmul(ub).narrow(1, 0, r), s.narrow(0, 0, r), vh.narrow(0, 0, r));
+    }
+}

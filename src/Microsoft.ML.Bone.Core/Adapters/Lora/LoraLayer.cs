@@ -1,0 +1,67 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.Adapters;
+
+/// <summary>LoRA on one linear layer: y = base(x) + scale·B(A(dropout(x))), A = <c>lora_A</c> (r, in), B = <c>lora_B</c> (out, r).</summary>
+public sealed class LoraLayer : LayerAdapter
+{
+    /// <summary>Down projection, weight (r, in_features), float32.</summary>
+    public Linear lora_A;
+
+    /// <summary>Up projection, weight (out_features, r), float32.</summary>
+    public Linear lora_B;
+
+    private readonly Dropout? _dropout;
+
+    /// <summary>
+    /// Creates A and B for <paramref name="layer"/> as <paramref name="config"/> says. PiSSA and OLoRA also
+    /// rewrite the layer's weight into the residual W − scale·B·A, so the output is unchanged at step 0.
+    /// </summary>
+    public LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config)
+        : base(nameof(LoraLayer), modulePath)
+    {
+        Scale = config.Scale;
+        Init = config.Init;
+        Device device = layer.weight.device;
+        lora_A = nn.Linear(layer.InFeatures, config.R, hasBias: false, device: device, dtype: ScalarType.Float32);
+        lora_B = nn.Linear(config.R, layer.OutFeatures, hasBias: false, device: device, dtype: ScalarType.Float32);
+        if (config.Dropout > 0) _dropout = nn.Dropout(config.Dropout);
+        RegisterComponents();
+        LoraInitializer.Initialize(this, layer, config);
+    }
+
+    /// <summary>alpha / r (or alpha / √r).</summary>
+    public double Scale { get; }
+
+    /// <summary>How A and B were initialised.</summary>
+    public LoraInit Init { get; }
+
+    /// <summary>
+    /// For PiSSA / OLoRA: copies of A and B as initialised. The base weight holds W − scale·B₀·A₀, so an adapter
+    /// that must apply to the original W is written as the rank-2r LoRA [A; A₀], [B, −B₀].
+    /// </summary>
+    public (Tensor A, Tensor B)? InitialFactors { get; internal set; }
+
+    /// <inheritdoc/>
+    public override Tensor Forward(Tensor input, AdaptableLinear layer)
+    {
+        ScalarType dtype = input.dtype;
+        Tensor result = nn.functional.linear(input, layer.weight, layer.bias);
+        Tensor x = AsFloat32(input);
+        if (_dropout is not null) x = _dropout.call(x);
+        Tensor update = lora_B.call(lora_A.call(x)) * Scale;
+        return (result + update).to(dtype);
+    }
+
+    /// <inheritdoc/>
+    public override Tensor DeltaWeight(Tensor weight) => lora_B.weight.matmul(lora_A.weight) * Scale;
+
+    /// <inheritdoc/>
+    public override Tensor UnmergedWeight(Tensor merged) => merged - DeltaWeight(merged);
+
+    /// <inheritdoc/>
+    public override IEnumerable<KeyValuePair<string, Tensor>> PeftTensors() =>
+        [new("lora_A.weight", lora_A.weight), new("lora_B.weight", lora_B.weight)];
+}
