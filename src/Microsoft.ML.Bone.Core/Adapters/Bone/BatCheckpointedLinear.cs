@@ -17,7 +17,7 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         ctx.save_for_backward([x, w, blocks]);
         ctx.save_data("grouping", vars[4]!);
         ctx.save_data("product", vars[5]!);
-        ctx.save_data("bias", bias is not null && bias.requires_grad);
+        ctx.save_data("hasBias", bias is not null);
         using var merged = w + BatMath.DeltaWeight(w, blocks, (BatGrouping)vars[4]!, (BatProduct)vars[5]!);
         return nn.functional.linear(x, merged, bias);
     }
@@ -43,7 +43,7 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         }
         Tensor gradInput = gradOutput.matmul(merged.detach());
         merged.Dispose();
-        Tensor? gradBias = (bool)ctx.get_data("bias") ? g2.sum(0) : null;
+        Tensor? gradBias = (bool)ctx.get_data("hasBias") ? g2.sum(dim: 0) : null;
         return [gradInput, null!, gradBlocks, gradBias!, null!, null!];
     }
 }
