@@ -1,1 +1,9 @@
-Console.WriteLine("bone");
+using System.CommandLine;
+using Microsoft.ML.Bone.Cli;
+
+var root = new RootCommand("bone: Bone / Bat / LoRA adapters for Hugging Face checkpoints, in .NET.")
+{
+    MergeCommand.Create(),
+    DemoCommand.Create(),
+};
+return root.Parse(args).Invoke();

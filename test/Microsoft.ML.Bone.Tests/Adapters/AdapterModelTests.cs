@@ -12,8 +12,7 @@ public sealed class AdapterModelTests
 
     private static TinyModel NewModel(int seed = 1)
     {
-        manual_seed(seed);
-        return new TinyModel();
+        return Deterministic(new TinyModel(), seed);
     }
 
     [TestMethod]

@@ -65,6 +65,22 @@ internal static class Fixtures
         return layer;
     }
 
+    /// <summary>
+    /// Fills every parameter of <paramref name="module"/> with values derived from <paramref name="seed"/> alone.
+    /// Tests run in parallel and share torch's global generator, so seeding it does not make a model reproducible.
+    /// </summary>
+    public static T Deterministic<T>(T module, int seed = 1) where T : nn.Module
+    {
+        using var noGrad = no_grad();
+        int i = 0;
+        foreach (var (_, p) in module.named_parameters())
+        {
+            using var values = (arange(p.numel(), dtype: ScalarType.Float64) * 0.37 + seed + 1.7 * i++).sin() * 0.3;
+            p.copy_(values.reshape(p.shape));
+        }
+        return module;
+    }
+
     /// <summary>y = x·Wᵀ + b in double precision.</summary>
     public static double[,] Linear(double[,] x, double[,] w, double[]? b)
     {

@@ -1,0 +1,20 @@
+namespace Microsoft.ML.Bone.Cli;
+
+/// <summary>Runs a command body and turns expected failures into one line on stderr and exit code 1.</summary>
+internal static class CommandErrors
+{
+    public static int Run(string command, Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException or NotSupportedException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"bone {command}: error: {OneLine(e.Message)}");
+            return 1;
+        }
+    }
+
+    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+}

@@ -1,0 +1,56 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.IO;
+
+/// <summary>
+/// Moves weights between a TorchSharp module and safetensors checkpoints by name. Module field names mirror the
+/// checkpoint's keys (Hugging Face's), so loading is a name match.
+/// </summary>
+public static class ModuleWeights
+{
+    /// <summary>
+    /// Copies every parameter and persistent buffer of <paramref name="module"/> from <paramref name="checkpoint"/>,
+    /// converting dtype as needed. Adapter parameters (under <c>.adapter.</c>) are skipped. Missing tensors and
+    /// shape mismatches are errors naming the tensor; checkpoint tensors the module lacks are returned.
+    /// </summary>
+    /// <param name="module">The module to fill.</param>
+    /// <param name="checkpoint">The source checkpoint.</param>
+    /// <param name="rename">Optional map from a module name to the checkpoint name (e.g. prefix tolerance); null keeps names.</param>
+    /// <param name="optional">Module names that may be absent from the checkpoint (they keep their initial values).</param>
+    /// <returns>Checkpoint tensor names that were not used.</returns>
+    public static IReadOnlyList<string> Load(nn.Module module, SafetensorsCheckpoint checkpoint, Func<string, string?>? rename = null, Func<string, bool>? optional = null)
+    {
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        using var noGrad = no_grad();
+        foreach (var (name, target) in module.state_dict())
+        {
+            if (IsAdapter(name)) continue;
+            string? source = rename is null ? name : rename(name);
+            if (source is null || !checkpoint.Contains(source))
+            {
+                if (optional?.Invoke(name) == true) continue;
+                throw new InvalidDataException($"{checkpoint.Description}: tensor '{source ?? name}' is missing (needed for '{name}').");
+            }
+            long[] shape = checkpoint.Entry(source).Shape;
+            if (!shape.SequenceEqual(target.shape))
+                throw new InvalidDataException($"{checkpoint.Description}: tensor '{source}' has shape [{string.Join(", ", shape)}] but the model expects [{string.Join(", ", target.shape)}].");
+            using Tensor value = checkpoint.Load(source);
+            target.copy_(value);
+            used.Add(source);
+        }
+        return checkpoint.Names.Where(n => !used.Contains(n)).Order(StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>Writes the module's parameters and persistent buffers (adapters excluded) to one safetensors file.</summary>
+    public static void Save(nn.Module module, string path, ScalarType? dtype = null)
+    {
+        var tensors = module.state_dict()
+            .Where(p => !IsAdapter(p.Key))
+            .Select(p => new KeyValuePair<string, Tensor>(p.Key, dtype is { } d && p.Value.is_floating_point() ? p.Value.detach().to(d) : p.Value.detach()))
+            .ToList();
+        SafetensorsWriter.Write(path, tensors, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+
+    private static bool IsAdapter(string name) => name.Contains(".adapter.", StringComparison.Ordinal);
+}

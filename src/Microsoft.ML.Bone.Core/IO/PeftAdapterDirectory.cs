@@ -1,0 +1,103 @@
+using Microsoft.ML.Bone.Adapters;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.IO;
+
+/// <summary>
+/// Hugging Face PEFT adapter folders: <c>adapter_config.json</c> + <c>adapter_model.safetensors</c> with PEFT's key
+/// names (<c>base_model.model.&lt;module path&gt;.bone_block</c>, <c>….lora_A.weight</c>, modules to save under their
+/// own path). Reads what PEFT 0.14–0.18 writes (BONE, MiSS and LORA) and writes what they read.
+/// </summary>
+public static class PeftAdapterDirectory
+{
+    /// <summary>File name of the adapter tensors.</summary>
+    public const string WeightsFileName = "adapter_model.safetensors";
+
+    /// <summary>
+    /// Writes <paramref name="model"/>'s adapters to <paramref name="directory"/> (created if needed; both files are
+    /// replaced atomically). PiSSA and OLoRA adapters are written, as PEFT's conversion does, as a plain rank-2r LoRA
+    /// that applies to the original (not the residual) base weights.
+    /// </summary>
+    public static void Save(AdapterModel model, string directory, string? baseModelNameOrPath = null, string? taskType = null)
+    {
+        var (config, tensors) = model.Config is LoraConfig { MutatesBaseWeights: true } lora
+            ? ConvertMutatedLora(model, lora)
+            : (model.Config, model.PeftStateDict().Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach())).ToList());
+        string json = new PeftAdapterConfig(config, taskType, baseModelNameOrPath).ToJson();
+        Directory.CreateDirectory(directory);
+        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        AtomicFile.Write(Path.Combine(directory, PeftAdapterConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(json)));
+    }
+
+    /// <summary>
+    /// Reads an adapter folder. Tensors come back as CPU tensors under PEFT's keys; MiSS keys (<c>miss_block</c>) are
+    /// renamed to <c>bone_block</c>. Errors name the file and the problem.
+    /// </summary>
+    public static (PeftAdapterConfig Config, Dictionary<string, Tensor> Tensors) Read(string directory)
+    {
+        if (!Directory.Exists(directory)) throw new FileNotFoundException($"{directory}: adapter directory not found.");
+        string configPath = Path.Combine(directory, PeftAdapterConfig.FileName);
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: not found; an adapter directory needs {PeftAdapterConfig.FileName}.");
+        PeftAdapterConfig config = PeftAdapterConfig.Parse(File.ReadAllText(configPath), configPath);
+
+        string weightsPath = Path.Combine(directory, WeightsFileName);
+        if (!File.Exists(weightsPath))
+        {
+            string pickle = Path.Combine(directory, "adapter_model.bin");
+            throw new FileNotFoundException(File.Exists(pickle)
+                ? $"{pickle}: pickled adapters are not read (pickle can run code); save the adapter with safe_serialization=True to get {WeightsFileName}."
+                : $"{weightsPath}: not found.");
+        }
+        using var file = SafetensorsFile.Open(weightsPath);
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (SafetensorsEntry entry in file.Entries)
+        {
+            string key = entry.Name.EndsWith(".miss_block", StringComparison.Ordinal) ? entry.Name[..^"miss_block".Length] + "bone_block" : entry.Name;
+            if (!key.StartsWith(AdapterModel.PeftKeyPrefix, StringComparison.Ordinal))
+                throw new InvalidDataException($"{weightsPath}: tensor '{entry.Name}' does not start with '{AdapterModel.PeftKeyPrefix}' as PEFT keys do.");
+            tensors[key] = file.Load(entry.Name);
+        }
+        return (config, tensors);
+    }
+
+    /// <summary>Injects the adapter described in <paramref name="directory"/> into <paramref name="model"/> and loads its weights.</summary>
+    public static AdapterModel Load(nn.Module model, string directory)
+    {
+        var (config, tensors) = Read(directory);
+        AdapterModel adapted = AdapterModel.Inject(model, config.Config);
+        adapted.LoadPeftStateDict(tensors, Path.Combine(directory, WeightsFileName));
+        foreach (Tensor t in tensors.Values) t.Dispose();
+        return adapted;
+    }
+
+    // W = W_res + s·B₀A₀, so W_res + s·BA = W + s·(BA − B₀A₀) = W + s'·[B, −B₀]·[A; A₀] with rank 2r and the same scale s.
+    private static (AdapterConfig, List<KeyValuePair<string, Tensor>>) ConvertMutatedLora(AdapterModel model, LoraConfig lora)
+    {
+        var converted = new LoraConfig
+        {
+            R = 2 * lora.R,
+            Alpha = lora.UseRsLora ? lora.Alpha * Math.Sqrt(2) : 2 * lora.Alpha,
+            UseRsLora = lora.UseRsLora,
+            Dropout = lora.Dropout,
+            TargetModules = lora.TargetModules,
+            TargetModulesRegex = lora.TargetModulesRegex,
+            ExcludeModules = lora.ExcludeModules,
+            ExcludeModulesRegex = lora.ExcludeModulesRegex,
+            LayersToTransform = lora.LayersToTransform,
+            LayersPattern = lora.LayersPattern,
+            ModulesToSave = lora.ModulesToSave,
+        };
+        var tensors = new List<KeyValuePair<string, Tensor>>();
+        foreach (var (path, layer) in model.AdaptedLayers)
+        {
+            var adapter = (LoraLayer)layer.Adapter!;
+            var (a0, b0) = adapter.InitialFactors ?? throw new InvalidOperationException($"'{path}' has no initial factors to convert.");
+            string prefix = AdapterModel.PeftKeyPrefix + path + ".";
+            tensors.Add(new(prefix + "lora_A.weight", cat([adapter.lora_A.weight.detach(), a0], 0)));
+            tensors.Add(new(prefix + "lora_B.weight", cat([adapter.lora_B.weight.detach(), -b0], 1)));
+        }
+        foreach (var (name, p) in model.SavedModuleParameters) tensors.Add(new(AdapterModel.PeftKeyPrefix + name, p.detach()));
+        return (converted, tensors);
+    }
+}

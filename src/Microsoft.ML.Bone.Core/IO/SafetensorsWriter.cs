@@ -1,0 +1,83 @@
+using System.Text;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.IO;
+
+/// <summary>Writes <c>.safetensors</c> files.</summary>
+public static class SafetensorsWriter
+{
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/> in the given order, streaming one tensor at a time
+    /// from contiguous CPU memory. The header is padded with spaces to a multiple of 8 bytes, as the reference
+    /// implementation does. The file is written to a temporary name and renamed into place.
+    /// </summary>
+    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, _) in list)
+        {
+            if (name == "__metadata__") throw new ArgumentException("'__metadata__' cannot be a tensor name.");
+            if (!names.Add(name)) throw new ArgumentException($"Tensor '{name}' is given twice.");
+        }
+        byte[] header = BuildHeader(list, metadata);
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> length = stackalloc byte[8];
+            BitConverter.TryWriteBytes(length, (ulong)header.Length);
+            stream.Write(length);
+            stream.Write(header);
+            foreach (var (_, tensor) in list) WriteData(stream, tensor);
+        });
+    }
+
+    private static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                json.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) json.WriteString(k, v);
+                json.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var (name, tensor) in tensors)
+            {
+                SafetensorsDType dtype = SafetensorsDTypes.FromScalarType(tensor.dtype);
+                long bytes = tensor.numel() * dtype.ElementSize();
+                json.WriteStartObject(name);
+                json.WriteString("dtype", dtype.ToString());
+                json.WriteStartArray("shape");
+                foreach (long d in tensor.shape) json.WriteNumberValue(d);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + bytes);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += bytes;
+            }
+            json.WriteEndObject();
+        }
+        int padding = (int)((8 - buffer.Length % 8) % 8);
+        for (int i = 0; i < padding; i++) buffer.WriteByte((byte)' ');
+        return buffer.ToArray();
+    }
+
+    private static unsafe void WriteData(Stream stream, Tensor tensor)
+    {
+        if (tensor.numel() == 0) return;
+        using var scope = NewDisposeScope();
+        Tensor cpu = tensor.detach().cpu().contiguous();
+        long total = cpu.numel() * cpu.element_size();
+        byte* pointer = TensorMemory.Pointer(cpu);
+        const int chunk = 1 << 24;
+        for (long done = 0; done < total; done += chunk)
+            stream.Write(new ReadOnlySpan<byte>(pointer + done, (int)Math.Min(chunk, total - done)));
+    }
+}

@@ -1,0 +1,22 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.IO;
+
+/// <summary>Raw access to the memory of contiguous CPU tensors, for copying file data in and out without staging arrays.</summary>
+internal static unsafe class TensorMemory
+{
+    /// <summary>
+    /// Address of the first byte of <paramref name="tensor"/> (contiguous, on the CPU, at least one element).
+    /// TorchSharp exposes data only as a span limited to 2 GiB, so the address is taken from a one-element view,
+    /// which works for tensors of any size.
+    /// </summary>
+    public static byte* Pointer(Tensor tensor)
+    {
+        if (!tensor.is_contiguous()) throw new ArgumentException("The tensor must be contiguous.", nameof(tensor));
+        using Tensor flat = tensor.reshape(-1);
+        using Tensor first = flat.narrow(0, 0, 1);
+        return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
+    }
+}
