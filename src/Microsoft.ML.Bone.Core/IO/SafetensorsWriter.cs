@@ -15,6 +15,20 @@ public static class SafetensorsWriter
     /// </summary>
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        var list = Checked(tensors);
+        byte[] header = BuildHeader(list, metadata);
+        AtomicFile.Write(path, stream => WriteAll(stream, header, list));
+    }
+
+    /// <summary>Writes the same bytes as <see cref="Write(string, IEnumerable{KeyValuePair{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/> to a stream.</summary>
+    public static void Write(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = Checked(tensors);
+        WriteAll(stream, BuildHeader(list, metadata), list);
+    }
+
+    private static List<KeyValuePair<string, Tensor>> Checked(IEnumerable<KeyValuePair<string, Tensor>> tensors)
+    {
         var list = tensors.ToList();
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, _) in list)
@@ -22,15 +36,16 @@ public static class SafetensorsWriter
             if (name == "__metadata__") throw new ArgumentException("'__metadata__' cannot be a tensor name.");
             if (!names.Add(name)) throw new ArgumentException($"Tensor '{name}' is given twice.");
         }
-        byte[] header = BuildHeader(list, metadata);
-        AtomicFile.Write(path, stream =>
-        {
-            Span<byte> length = stackalloc byte[8];
-            BitConverter.TryWriteBytes(length, (ulong)header.Length);
-            stream.Write(length);
-            stream.Write(header);
-            foreach (var (_, tensor) in list) WriteData(stream, tensor);
-        });
+        return list;
+    }
+
+    private static void WriteAll(Stream stream, byte[] header, List<KeyValuePair<string, Tensor>> tensors)
+    {
+        Span<byte> length = stackalloc byte[8];
+        BitConverter.TryWriteBytes(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
+        foreach (var (_, tensor) in tensors) WriteData(stream, tensor);
     }
 
     private static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)

@@ -1,0 +1,94 @@
+using System.Text.Json;
+using Microsoft.ML.Bone.Tasks;
+using Microsoft.ML.Tokenizers;
+
+namespace Microsoft.ML.Bone.Tokenization;
+
+/// <summary>
+/// RoBERTa's byte-level BPE (GPT-2 pre-tokenisation over <c>vocab.json</c> + <c>merges.txt</c>, no prefix space)
+/// with its special tokens: single sequences are <c>&lt;s&gt; A &lt;/s&gt;</c>, pairs <c>&lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;</c>.
+/// </summary>
+public sealed class RobertaTokenizer : ISequenceTokenizer
+{
+    private readonly Tokenizer _bpe;
+
+    private RobertaTokenizer(Tokenizer bpe, int bos, int eos, int pad, int unk)
+    {
+        _bpe = bpe;
+        BosId = bos;
+        EosId = eos;
+        PadId = pad;
+        UnkId = unk;
+    }
+
+    /// <summary><c>&lt;s&gt;</c>.</summary>
+    public int BosId { get; }
+
+    /// <summary><c>&lt;/s&gt;</c>.</summary>
+    public int EosId { get; }
+
+    /// <inheritdoc/>
+    public int PadId { get; }
+
+    /// <summary><c>&lt;unk&gt;</c>.</summary>
+    public int UnkId { get; }
+
+    /// <summary>Loads <c>vocab.json</c> and <c>merges.txt</c> from a model directory.</summary>
+    public static RobertaTokenizer FromDirectory(string directory)
+    {
+        string vocabPath = Path.Combine(directory, "vocab.json"), mergesPath = Path.Combine(directory, "merges.txt");
+        foreach (string file in new[] { vocabPath, mergesPath })
+            if (!File.Exists(file)) throw new FileNotFoundException($"{file}: not found; RoBERTa needs vocab.json and merges.txt next to its weights.", file);
+
+        Dictionary<string, int> vocab;
+        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(vocabPath)) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary."); }
+        catch (JsonException e) { throw new InvalidDataException($"{vocabPath}: not a JSON object of token → id ({e.Message})."); }
+        int Special(string token) => vocab.TryGetValue(token, out int id) ? id : throw new InvalidDataException($"{vocabPath}: the special token {token} is missing.");
+
+        Tokenizer bpe;
+        try
+        {
+            using var vocabStream = File.OpenRead(vocabPath);
+            using var mergesStream = File.OpenRead(mergesPath);
+            bpe = CodeGenTokenizer.Create(vocabStream, mergesStream, addPrefixSpace: false, addBeginOfSentence: false, addEndOfSentence: false);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or JsonException)
+        {
+            throw new InvalidDataException($"{directory}: vocab.json / merges.txt could not be read as a byte-level BPE ({e.Message}).", e);
+        }
+        return new RobertaTokenizer(bpe, Special("<s>"), Special("</s>"), Special("<pad>"), Special("<unk>"));
+    }
+
+    /// <summary>BPE ids of <paramref name="text"/> without special tokens.</summary>
+    public IReadOnlyList<int> EncodeText(string text) => _bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);
+
+    /// <inheritdoc/>
+    public int[] Encode(string first, string? second, int maxLength) =>
+        second is null ? EncodeSingle(first, maxLength) : EncodePair(first, second, maxLength);
+
+    /// <summary><c>&lt;s&gt; A &lt;/s&gt;</c>, with A truncated so the total is at most <paramref name="maxLength"/>.</summary>
+    public int[] EncodeSingle(string text, int maxLength)
+    {
+        if (maxLength < 3) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "must leave room for <s>, one token and </s>");
+        IReadOnlyList<int> a = EncodeText(text);
+        int keep = Math.Min(a.Count, maxLength - 2);
+        return [BosId, .. a.Take(keep), EosId];
+    }
+
+    /// <summary>
+    /// <c>&lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;</c>, truncated longest-first: one token at a time comes off the
+    /// end of the longer of A and B (B on ties) until the total fits, as transformers' <c>truncation=True</c>.
+    /// </summary>
+    public int[] EncodePair(string first, string second, int maxLength)
+    {
+        if (maxLength < 6) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "must leave room for four special tokens and one token of each text");
+        IReadOnlyList<int> a = EncodeText(first), b = EncodeText(second);
+        int keepA = a.Count, keepB = b.Count, budget = maxLength - 4;
+        while (keepA + keepB > budget)
+        {
+            if (keepA > keepB) keepA--;
+            else keepB--;
+        }
+        return [BosId, .. a.Take(keepA), EosId, EosId, .. b.Take(keepB), EosId];
+    }
+}

@@ -1,0 +1,18 @@
+namespace Microsoft.ML.Bone;
+
+/// <summary>Which parameters fine-tuning trains.</summary>
+public enum AdapterKind
+{
+    /// <summary>Bone: one shared (r, out) block per layer (PEFT BONE). Default.</summary>
+    Bone,
+    /// <summary>Bat: Bone with the weight guide, ΔW_ij = W_ij·B_i + B_i (PEFT BONE, init_weights "bat").</summary>
+    Bat,
+    /// <summary>LoRA: scale·B·A with A Kaiming, B zero.</summary>
+    Lora,
+    /// <summary>LoRA initialised from the top-r singular vectors of W (PiSSA).</summary>
+    PiSSA,
+    /// <summary>LoRA initialised from the QR decomposition of W (OLoRA).</summary>
+    OLoRA,
+    /// <summary>No adapter: every parameter trains (the full fine-tuning baseline).</summary>
+    FullFineTuning,
+}

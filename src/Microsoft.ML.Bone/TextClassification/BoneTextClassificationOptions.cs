@@ -1,0 +1,44 @@
+namespace Microsoft.ML.Bone;
+
+/// <summary>The metric validation and early stopping follow.</summary>
+public enum ValidationMetric
+{
+    /// <summary>Accuracy (classification default).</summary>
+    Accuracy,
+    /// <summary>F1 of class 1 (MRPC, QQP).</summary>
+    F1,
+    /// <summary>Matthews correlation (CoLA).</summary>
+    MatthewsCorrelation,
+    /// <summary>Pearson correlation (regression default, STS-B).</summary>
+    Pearson,
+    /// <summary>Spearman correlation (STS-B).</summary>
+    Spearman,
+}
+
+/// <summary>
+/// Options of <see cref="BoneTextClassificationTrainer"/>: fine-tune a RoBERTa checkpoint with an adapter to classify
+/// (key-typed label) or score (float label, regression) one sentence or a sentence pair.
+/// </summary>
+public sealed class BoneTextClassificationOptions : FineTuningOptions
+{
+    /// <summary>Text column of the first sentence. Default "Sentence1".</summary>
+    public string Sentence1ColumnName = "Sentence1";
+
+    /// <summary>Optional text column of the second sentence (pair tasks such as MRPC, RTE, STS-B). Default null.</summary>
+    public string? Sentence2ColumnName;
+
+    /// <summary>Label column: a key type (classification, from <c>MapValueToKey</c>) or Single (regression). Default "Label".</summary>
+    public string LabelColumnName = "Label";
+
+    /// <summary>Output scores: class scores (vector) for classification, the prediction for regression. Default "Score".</summary>
+    public string ScoreColumnName = "Score";
+
+    /// <summary>Output predicted class (key type; classification only). Default "PredictedLabel".</summary>
+    public string PredictedLabelColumnName = "PredictedLabel";
+
+    /// <summary>Tokens per example, special tokens included; longer inputs are truncated (longest first for pairs). Default 128.</summary>
+    public int MaxSequenceLength = 128;
+
+    /// <summary>Metric for validation and early stopping; null = accuracy (classification) or Pearson (regression).</summary>
+    public ValidationMetric? ValidationMetric;
+}
