@@ -59,9 +59,10 @@ public static class SequenceClassification
     }
 
     /// <summary>
-    /// Logits for every sequence, in input order: eval mode, no gradients, batches of similar length.
+    /// Logits (or, with <paramref name="softmax"/>, class probabilities) for every sequence, in input order: eval
+    /// mode, no gradients, batches of similar length.
     /// </summary>
-    public static float[][] Predict(ISequenceClassifier model, IReadOnlyList<int[]> sequences, int padId, int batchSize)
+    public static float[][] Predict(ISequenceClassifier model, IReadOnlyList<int[]> sequences, int padId, int batchSize, bool softmax = false)
     {
         var result = new float[sequences.Count][];
         if (sequences.Count == 0) return result;
@@ -76,7 +77,9 @@ public static class SequenceClassification
                 using var scope = NewDisposeScope();
                 int[] batch = order[start..Math.Min(start + batchSize, order.Length)];
                 var (ids, mask) = Pad(sequences, batch, padId, device);
-                float[] flat = model.Logits(ids, mask).to(ScalarType.Float32).cpu().data<float>().ToArray();
+                Tensor logits = model.Logits(ids, mask).to(ScalarType.Float32);
+                if (softmax) logits = logits.softmax(-1);
+                float[] flat = logits.cpu().data<float>().ToArray();
                 int labels = flat.Length / batch.Length;
                 for (int b = 0; b < batch.Length; b++) result[batch[b]] = flat[(b * labels)..((b + 1) * labels)];
             }

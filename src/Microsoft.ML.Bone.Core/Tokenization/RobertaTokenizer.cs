@@ -48,9 +48,9 @@ public sealed class RobertaTokenizer : ISequenceTokenizer
         Tokenizer bpe;
         try
         {
-            using var vocabStream = File.OpenRead(vocabPath);
-            using var mergesStream = File.OpenRead(mergesPath);
-            bpe = CodeGenTokenizer.Create(vocabStream, mergesStream, addPrefixSpace: false, addBeginOfSentence: false, addEndOfSentence: false);
+            // A plain byte-level BPE over exactly these files. (CodeGenTokenizer would add CodeGen's own whitespace and
+            // <|endoftext|> tokens, whose ids do not exist in RoBERTa's vocabulary.)
+            bpe = BpeTokenizer.Create(new BpeOptions(vocabPath, mergesPath) { ByteLevel = true, PreTokenizer = RobertaPreTokenizer.Instance });
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or JsonException)
         {

@@ -87,8 +87,13 @@ internal sealed class ScoredDataView : IDataView
         {
             var inputs = new List<object>(_parent._scorer.BatchSize);
             _batchStart = _main.Position;
-            while (inputs.Count < _parent._scorer.BatchSize && _ahead!.MoveNext()) inputs.Add(_readInput!());
-            if (inputs.Count == 0 || _ahead!.Position - inputs.Count + 1 != _batchStart)
+            long first = -1;
+            while (inputs.Count < _parent._scorer.BatchSize && _ahead!.MoveNext())
+            {
+                if (inputs.Count == 0) first = _ahead.Position;
+                inputs.Add(_readInput!());
+            }
+            if (inputs.Count == 0 || first != _batchStart)
                 throw new InvalidOperationException("The input data view returned different rows on two passes; scoring needs a repeatable data view.");
             _batch = _parent._scorer.Score(inputs);
         }

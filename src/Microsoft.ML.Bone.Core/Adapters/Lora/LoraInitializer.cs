@@ -44,7 +44,16 @@ internal static class LoraInitializer
         }
         lora.lora_A.weight.copy_(a);
         lora.lora_B.weight.copy_(b);
-        layer.weight.copy_((w - config.Scale * b.matmul(a)).to(layer.weight.dtype));
+        ApplyResidual(lora, layer, a, b);
+    }
+
+    /// <summary>W ← W − scale·B₀·A₀ and remembers A₀, B₀; the same arithmetic at initialisation and when a saved model is restored.</summary>
+    public static void ApplyResidual(LoraLayer lora, AdaptableLinear layer, Tensor a, Tensor b)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        Tensor w = layer.weight.detach().to(ScalarType.Float32);
+        layer.weight.copy_((w - lora.Scale * b.matmul(a)).to(layer.weight.dtype));
         lora.InitialFactors = (a.clone().DetachFromDisposeScope(), b.clone().DetachFromDisposeScope());
     }
 

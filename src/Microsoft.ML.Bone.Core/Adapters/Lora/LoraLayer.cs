@@ -44,6 +44,21 @@ public sealed class LoraLayer : LayerAdapter
     /// </summary>
     public (Tensor A, Tensor B)? InitialFactors { get; internal set; }
 
+    /// <summary>
+    /// Restores PiSSA / OLoRA initial factors saved with a model. With <paramref name="applyResidual"/> a freshly
+    /// loaded base weight becomes the residual W − scale·B₀·A₀ by the same arithmetic as at initialisation, so the
+    /// original run is reproduced exactly without recomputing any decomposition; without it the base already holds
+    /// the residual.
+    /// </summary>
+    public void RestoreInitialFactors(AdaptableLinear layer, Tensor initialA, Tensor initialB, bool applyResidual)
+    {
+        if (!initialA.shape.SequenceEqual(lora_A.weight.shape) || !initialB.shape.SequenceEqual(lora_B.weight.shape))
+            throw new InvalidDataException($"'{ModulePath}': saved initial factors [{string.Join(", ", initialA.shape)}] / [{string.Join(", ", initialB.shape)}] do not fit this layer.");
+        Tensor a = initialA.to(ScalarType.Float32), b = initialB.to(ScalarType.Float32);
+        if (applyResidual) LoraInitializer.ApplyResidual(this, layer, a, b);
+        else InitialFactors = (a.clone().DetachFromDisposeScope(), b.clone().DetachFromDisposeScope());
+    }
+
     /// <inheritdoc/>
     public override Tensor Forward(Tensor input, AdaptableLinear layer)
     {

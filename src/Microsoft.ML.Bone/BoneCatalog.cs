@@ -1,0 +1,42 @@
+using System.Runtime.CompilerServices;
+using Microsoft.ML.Bone.Evaluation;
+using Microsoft.ML.Bone.Persistence;
+
+namespace Microsoft.ML.Bone;
+
+/// <summary>
+/// Bone fine-tuning for one <see cref="MLContext"/>: <c>mlContext.Bone</c>. Getting it also registers the loaders of
+/// Bone transformers in that context, so <c>mlContext.Model.Load</c> can read zips that contain them.
+/// </summary>
+public sealed partial class BoneCatalog
+{
+    private static readonly ConditionalWeakTable<MLContext, BoneCatalog> Catalogs = new();
+
+    private BoneCatalog(MLContext context)
+    {
+        Context = context;
+        BoneLoaders.Register(context.ComponentCatalog);
+    }
+
+    /// <summary>The context this catalog belongs to.</summary>
+    public MLContext Context { get; }
+
+    internal static BoneCatalog For(MLContext context) => Catalogs.GetValue(context, c => new BoneCatalog(c));
+
+    /// <summary>
+    /// Loads a model zip saved with <c>mlContext.Model.Save</c>. <paramref name="baseModelPath"/> points at the base
+    /// checkpoint when it moved since training (its weights must still match the recorded SHA-256).
+    /// </summary>
+    public ITransformer LoadModel(string path, out DataViewSchema inputSchema, string? baseModelPath = null)
+    {
+        using (BoneLoaders.OverrideBaseModel(baseModelPath))
+            return Context.Model.Load(path, out inputSchema);
+    }
+
+    /// <summary>
+    /// GLUE's official metrics for <paramref name="task"/> on scored data, next to ML.NET's standard ones:
+    /// multiclass metrics for classification tasks, regression metrics for STS-B.
+    /// </summary>
+    public GlueEvaluation EvaluateGlue(IDataView scored, GlueTask task, string labelColumnName = "Label", string scoreColumnName = "Score", string predictedLabelColumnName = "PredictedLabel") =>
+        GlueEvaluator.Evaluate(Context, scored, task, labelColumnName, scoreColumnName, predictedLabelColumnName);
+}
