@@ -30,7 +30,24 @@ public sealed partial class BoneCatalog
     public ITransformer LoadModel(string path, out DataViewSchema inputSchema, string? baseModelPath = null)
     {
         using (BoneLoaders.OverrideBaseModel(baseModelPath))
-            return Context.Model.Load(path, out inputSchema);
+        {
+            try
+            {
+                return Context.Model.Load(path, out inputSchema);
+            }
+            catch (Exception e) when (e is System.Reflection.TargetInvocationException or InvalidOperationException && Innermost(e) is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
+            {
+                // ML.NET wraps a loader's error in reflection exceptions; surface the error that says what is wrong.
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(Innermost(e)).Throw();
+                throw;
+            }
+        }
+    }
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e;
     }
 
     /// <summary>

@@ -1,0 +1,154 @@
+using Microsoft.ML.Bone.Models.Roberta;
+
+namespace Microsoft.ML.Bone.Tests.TextClassification;
+
+/// <summary>Bad input gets an error that names the column, option or file and says what is wrong.</summary>
+[TestClass]
+public sealed class TextClassificationErrorTests
+{
+    private static string _dir = "";
+    private static string _model = "";
+
+    [ClassInitialize]
+    public static void CreateModel(TestContext _)
+    {
+        _dir = Directory.CreateTempSubdirectory("bone-errors-").FullName;
+        _model = GlueData.TinyModel(Path.Combine(_dir, "tiny"), hidden: 16);
+    }
+
+    [ClassCleanup]
+    public static void Cleanup() => Directory.Delete(_dir, recursive: true);
+
+    private sealed class Row
+    {
+        public string Sentence1 { get; set; } = "";
+        public string Label { get; set; } = "";
+        public float Number { get; set; }
+    }
+
+    private static IDataView Data(MLContext ml, int rows = 8) =>
+        ml.Data.LoadFromEnumerable(Enumerable.Range(0, rows).Select(i => new Row { Sentence1 = i % 2 == 0 ? "good film" : "bad film", Label = (i % 2).ToString(), Number = i }));
+
+    private static BoneTextClassificationOptions Options() => new() { ModelPath = _model, Rank = 4, MaxEpochs = 1, BatchSize = 4, MaxSequenceLength = 16 };
+
+    [TestMethod]
+    public void MissingColumnIsNamed()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Options();
+        options.Sentence1ColumnName = "Text";
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(Data(ml)));
+        StringAssert.Contains(e.Message, "'Text' not found");
+    }
+
+    [TestMethod]
+    public void WrongColumnTypeIsNamed()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Options();
+        options.Sentence1ColumnName = "Number";
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Bone.TextClassification(options).Fit(ml.Transforms.Conversion.MapValueToKey("Label").Fit(Data(ml)).Transform(Data(ml))));
+        StringAssert.Contains(e.Message, "'Number'");
+        StringAssert.Contains(e.Message, "must be text");
+    }
+
+    [TestMethod]
+    public void TextLabelsMustBeMappedToKeys()
+    {
+        var ml = new MLContext(seed: 1);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Bone.TextClassification(Options()).Fit(Data(ml)));
+        StringAssert.Contains(e.Message, "Label column 'Label'");
+        StringAssert.Contains(e.Message, "MapValueToKey");
+    }
+
+    [TestMethod]
+    public void EmptyDataIsRejected()
+    {
+        var ml = new MLContext(seed: 1);
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Label").Fit(Data(ml)).Transform(Data(ml, rows: 0));
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Bone.TextClassification(Options()).Fit(keyed));
+        StringAssert.Contains(e.Message, "no rows");
+    }
+
+    [TestMethod]
+    public void UnreadableModelDirectoryIsNamed()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Options();
+        options.ModelPath = Path.Combine(_dir, "missing");
+        StringAssert.Contains(Assert.ThrowsExactly<DirectoryNotFoundException>(() => ml.Bone.TextClassification(options)).Message, "missing");
+
+        string broken = Path.Combine(_dir, "broken");
+        Directory.CreateDirectory(broken);
+        File.WriteAllText(Path.Combine(broken, "config.json"), "{ nope");
+        options.ModelPath = broken;
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(Data(ml)));
+        StringAssert.Contains(e.Message, Path.Combine(broken, "config.json"));
+    }
+
+    [TestMethod]
+    public void BadOptionsAreNamed()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Options();
+        options.MaxSequenceLength = 2;
+        Assert.AreEqual("MaxSequenceLength", Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Bone.TextClassification(options)).ParamName);
+        options = Options();
+        options.Adapter = AdapterKind.Bat;
+        options.Rank = 5;
+        var e = Assert.ThrowsExactly<ArgumentException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(Data(ml)));
+        StringAssert.Contains(e.Message, "[r, r] blocks");
+    }
+
+    [TestMethod]
+    public void SavedModelRefusesADifferentBase()
+    {
+        var ml = new MLContext(seed: 1);
+        string baseCopy = Path.Combine(_dir, "base-copy");
+        Directory.CreateDirectory(baseCopy);
+        foreach (string file in Directory.GetFiles(_model)) File.Copy(file, Path.Combine(baseCopy, Path.GetFileName(file)));
+        var options = Options();
+        options.ModelPath = baseCopy;
+        var data = Data(ml);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(data);
+        string zip = Path.Combine(_dir, "model.zip");
+        ml.Model.Save(model, data.Schema, zip);
+
+        // Another model written over the base: same names and shapes, different weights.
+        GlueData.TinyModel(baseCopy, hidden: 16, seed: 99);
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => new MLContext().Bone.LoadModel(zip, out _));
+        StringAssert.Contains(e.Message, "SHA-256");
+        StringAssert.Contains(e.Message, "model.safetensors");
+
+        // A moved base: LoadModel accepts another directory that holds the same weights.
+        var fresh = new MLContext();
+        Assert.IsNotNull(fresh.Bone.LoadModel(zip, out _, baseModelPath: _model));
+        Directory.Delete(baseCopy, recursive: true);
+        StringAssert.Contains(Assert.ThrowsExactly<DirectoryNotFoundException>(() => fresh.Bone.LoadModel(zip, out _)).Message, "baseModelPath");
+    }
+
+    [TestMethod]
+    public void LoadingWithoutTheCatalogFailsAndWithItSucceeds()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = Data(ml);
+        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(Options())).Fit(data);
+        string zip = Path.Combine(_dir, "registration.zip");
+        ml.Model.Save(model, data.Schema, zip);
+        Assert.Throws<Exception>(() => new MLContext().Model.Load(zip, out _), "a plain MLContext does not know Bone's loader");
+        var fresh = new MLContext();
+        _ = fresh.Bone;
+        Assert.IsNotNull(fresh.Model.Load(zip, out _));
+    }
+
+    [TestMethod]
+    public void CancellationStopsFit()
+    {
+        var ml = new MLContext(seed: 1);
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        var options = Options();
+        options.CancellationToken = cts.Token;
+        Assert.ThrowsExactly<OperationCanceledException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(Data(ml)));
+    }
+}
