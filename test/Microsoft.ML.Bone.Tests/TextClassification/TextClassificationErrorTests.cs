@@ -152,3 +152,37 @@ public sealed class TextClassificationErrorTests
         Assert.ThrowsExactly<OperationCanceledException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(Data(ml)));
     }
 }
+
+/// <summary>The same MLContext seed gives the same model. Runs alone: dropout draws from torch's global generator.</summary>
+[TestClass]
+[DoNotParallelize]
+public sealed class TextClassificationDeterminismTests
+{
+    [TestMethod]
+    public void SameSeedSameScores()
+    {
+        string dir = Directory.CreateTempSubdirectory("bone-determinism-").FullName;
+        try
+        {
+            string model = GlueData.TinyModel(Path.Combine(dir, "tiny"), hidden: 16);
+            float[] Run(int seed)
+            {
+                var ml = new MLContext(seed: seed);
+                IDataView data = GlueData.LoadSingle(ml, "sst2", "train", 200);
+                var fitted = ml.Transforms.Conversion.MapValueToKey("Label")
+                    .Append(ml.Bone.TextClassification(new BoneTextClassificationOptions { ModelPath = model, Rank = 4, MaxEpochs = 1, BatchSize = 16, MaxSequenceLength = 32, LearningRate = 1e-2 }))
+                    .Fit(data);
+                return ml.Data.CreateEnumerable<ScoreRow>(fitted.Transform(ml.Data.TakeRows(data, 20)), false).SelectMany(r => r.Score).ToArray();
+            }
+            float[] first = Run(1), second = Run(1), other = Run(2);
+            CollectionAssert.AreEqual(first, second, "same seed");
+            CollectionAssert.AreNotEqual(first, other, "another seed trains differently");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    private sealed class ScoreRow
+    {
+        public float[] Score { get; set; } = [];
+    }
+}
