@@ -7,6 +7,9 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.Cli;
 
+// Microsoft.ML has a namespace named Command; here Command is System.CommandLine's type.
+using Command = System.CommandLine.Command;
+
 /// <summary>
 /// <c>bone demo --out DIR</c>: the whole adapter life cycle with nothing to download. Writes a small model in the
 /// Hugging Face layout, fine-tunes a Bone (or Bat) adapter on a synthetic regression task, saves the adapter as a

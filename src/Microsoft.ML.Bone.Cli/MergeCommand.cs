@@ -3,6 +3,9 @@ using Microsoft.ML.Bone.IO;
 
 namespace Microsoft.ML.Bone.Cli;
 
+// Microsoft.ML has a namespace named Command; here Command is System.CommandLine's type.
+using Command = System.CommandLine.Command;
+
 /// <summary><c>bone merge --model DIR --adapter DIR --out DIR</c>: a PEFT adapter folded into a Hugging Face checkpoint.</summary>
 internal static class MergeCommand
 {

@@ -5,5 +5,7 @@ var root = new RootCommand("bone: Bone / Bat / LoRA adapters for Hugging Face ch
 {
     MergeCommand.Create(),
     DemoCommand.Create(),
+    LogitsCommand.Create(),
+    ClassifyCommand.Create(),
 };
 return root.Parse(args).Invoke();
