@@ -113,9 +113,7 @@ internal static class ClassifyCommand
             Console.WriteLine($"{glue}; RMSE {glue.Regression!.RootMeanSquaredError:F4}, R² {glue.Regression.RSquared:F4}");
             return;
         }
-        // The pipeline maps PredictedLabel back to values; evaluate on keys, as ML.NET evaluators expect.
-        var keyed = ml.Transforms.Conversion.MapValueToKey("PredictedLabelKey", "PredictedLabel").Fit(scored).Transform(scored);
-        GlueEvaluation result = ml.Bone.EvaluateGlue(ml.Transforms.CopyColumns("PredictedLabel", "PredictedLabelKey").Fit(keyed).Transform(keyed), glueTask);
+        GlueEvaluation result = ml.Bone.EvaluateGlue(scored, glueTask);
         Console.WriteLine($"{result}; macro accuracy {result.Multiclass!.MacroAccuracy:F4}, log-loss {result.Multiclass.LogLoss:F4}");
     }
 

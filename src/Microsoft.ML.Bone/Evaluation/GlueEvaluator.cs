@@ -13,7 +13,9 @@ internal static class GlueEvaluator
             return new GlueEvaluation(task, labels.Length, null, null, null, GlueMetrics.Pearson(labels, scores), GlueMetrics.Spearman(labels, scores),
                 null, ml.Regression.Evaluate(scored, label, score));
         }
-        int[] truth = ReadKeys(scored, label), predicted = ReadKeys(scored, predictedLabel);
+        // Predictions are the arg-max of the scores, as ML.NET's evaluator takes them, so this works whether or not
+        // PredictedLabel was mapped back to values.
+        int[] truth = ReadKeys(scored, label), predicted = ReadArgMax(scored, score);
         bool f1 = task is GlueTask.Mrpc or GlueTask.Qqp;
         return new GlueEvaluation(task, truth.Length,
             task == GlueTask.Cola ? null : GlueMetrics.Accuracy(truth, predicted),
@@ -36,6 +38,24 @@ internal static class GlueEvaluator
         var get = cursor.GetGetter<uint>(column);
         uint v = 0;
         while (cursor.MoveNext()) { get(ref v); values.Add((int)v - 1); }
+        return [.. values];
+    }
+
+    private static int[] ReadArgMax(IDataView data, string name)
+    {
+        var column = Column(data, name);
+        if (column.Type is not VectorDataViewType { ItemType: var item } || item != NumberDataViewType.Single)
+            throw new ArgumentException($"Column '{name}' must be a vector of Single class scores, got {column.Type}.", nameof(name));
+        var values = new List<int>();
+        using var cursor = data.GetRowCursor([column]);
+        var get = cursor.GetGetter<VBuffer<float>>(column);
+        VBuffer<float> v = default;
+        while (cursor.MoveNext())
+        {
+            get(ref v);
+            float[] dense = v.DenseValues().ToArray();
+            values.Add(Array.IndexOf(dense, dense.Max()));
+        }
         return [.. values];
     }
 

@@ -88,6 +88,26 @@ public sealed class TextClassificationPipelineTests
         Assert.IsTrue(prediction.PredictedLabelText is "0" or "1");
     }
 
+    [TestMethod]
+    [Timeout(600_000)]
+    public void ThePipelineOfTheGuideEvaluatesAfterMapKeyToValue()
+    {
+        var ml = new MLContext(seed: 1);
+        var options = Options(epochs: 1);
+        options.MaxSteps = 20;
+        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+            .Append(ml.Bone.TextClassification(options))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+        IDataView train = GlueData.LoadSingle(ml, "sst2", "train", 640);
+        var model = pipeline.Fit(train);
+        IDataView scored = model.Transform(GlueData.LoadSingle(ml, "sst2", "dev"));
+        Assert.IsInstanceOfType<TextDataViewType>(scored.Schema["PredictedLabel"].Type);
+        var metrics = ml.MulticlassClassification.Evaluate(scored);
+        GlueEvaluation glue = ml.Bone.EvaluateGlue(scored, GlueTask.Mrpc);
+        Assert.AreEqual(metrics.MicroAccuracy, glue.Accuracy!.Value, 1e-9);
+        Assert.IsNotNull(glue.F1);
+    }
+
     private static GlueData.Single FirstDevRow(MLContext ml) => ml.Data.CreateEnumerable<GlueData.Single>(GlueData.LoadSingle(ml, "sst2", "dev", 1), false).Single();
 
     private static string[] GetSlotNames(IDataView scored)
