@@ -84,7 +84,8 @@ public sealed class TextClassificationPipelineTests
         var engine = fresh.Model.CreatePredictionEngine<GlueData.Single, Prediction>(loaded);
         var prediction = engine.Predict(new GlueData.Single { Sentence1 = "it 's a charming and often affecting journey . " });
         Assert.HasCount(2, prediction.Score);
-        Assert.AreEqual(before[0][0], engine.Predict(FirstDevRow(ml)).Score[0], "PredictionEngine scores like Transform");
+        // One unpadded sequence against a padded batch: the same up to summation order.
+        Assert.AreEqual(before[0][0], engine.Predict(FirstDevRow(ml)).Score[0], 1e-5, "PredictionEngine scores like Transform");
         Assert.IsTrue(prediction.PredictedLabelText is "0" or "1");
     }
 
