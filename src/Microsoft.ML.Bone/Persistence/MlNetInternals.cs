@@ -71,9 +71,12 @@ internal static class MlNetInternals
     /// </summary>
     public static void RegisterLoader(ComponentCatalog catalog, Type instanceType, MethodInfo create, string loaderSignature)
     {
-        HashSet<string> done = Registered.GetOrCreateValue(catalog);
-        lock (done)
+        HashSet<string> done = Registered.GetValue(catalog, _ => new HashSet<string>(StringComparer.OrdinalIgnoreCase));
+        // ComponentCatalog.AddClass takes no lock of its own (RegisterAssembly holds the catalog's _lock around it).
+        object gate = typeof(ComponentCatalog).GetField("_lock", Any)?.GetValue(catalog) ?? done;
+        lock (gate)
         {
+            // Load names are matched case-insensitively, and a second class under the same name is an error.
             if (!done.Add(loaderSignature)) return;
             Type attributeType = CoreType("Microsoft.ML.LoadableClassAttribute");
             object attribute = Activator.CreateInstance(attributeType, instanceType, null, SignatureLoadModel, "Bone " + loaderSignature, new[] { loaderSignature })!;

@@ -198,6 +198,22 @@ public sealed class TextClassificationPipelineTests
 
     [TestMethod]
     [Timeout(600_000)]
+    public void Bf16BaseTrainsWithFloat32Adapters()
+    {
+        var ml = new MLContext(seed: 7);
+        var options = Options(epochs: 1);
+        options.MaxSteps = 2;
+        options.BatchSize = 8;
+        options.DType = BaseDType.BFloat16;
+        IDataView data = ml.Transforms.Conversion.MapValueToKey("Label").Fit(GlueData.LoadSingle(ml, "sst2", "train", 32)).Transform(GlueData.LoadSingle(ml, "sst2", "train", 32));
+        var model = ml.Bone.TextClassification(options).Fit(data);
+        float[][] scores = Scores(model.Transform(ml.Data.TakeRows(data, 8)));
+        Assert.IsTrue(scores.All(s => s.All(float.IsFinite) && Math.Abs(s.Sum() - 1) < 1e-2), "bf16 scoring gives probabilities");
+        Assert.IsTrue(model.TrainingHistory.All(h => double.IsFinite(h.Loss)));
+    }
+
+    [TestMethod]
+    [Timeout(600_000)]
     public void PeftExportLoadsIntoAFreshModel()
     {
         var ml = new MLContext(seed: 6);
