@@ -17,6 +17,9 @@ internal sealed class ScoredDataView : IDataView
         Schema = BuildSchema(input.Schema, scorer);
     }
 
+    /// <summary>What computes the added columns.</summary>
+    public IRowScorer Scorer => _scorer;
+
     public bool CanShuffle => false;
 
     public DataViewSchema Schema { get; }

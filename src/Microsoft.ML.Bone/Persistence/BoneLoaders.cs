@@ -14,6 +14,7 @@ internal static class BoneLoaders
     public static void Register(ComponentCatalog catalog)
     {
         Register<BoneTextClassificationTransformer>(catalog, BoneTextClassificationTransformer.LoaderSignature);
+        Register<BoneCausalLMTransformer>(catalog, BoneCausalLMTransformer.LoaderSignature);
     }
 
     /// <summary>Sets <see cref="BaseModelPath"/> until the returned scope is disposed.</summary>

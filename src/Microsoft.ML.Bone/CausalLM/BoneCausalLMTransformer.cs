@@ -1,0 +1,83 @@
+using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Data;
+using Microsoft.ML.Bone.Persistence;
+using Microsoft.ML.Bone.Training;
+using Microsoft.ML.Runtime;
+
+namespace Microsoft.ML.Bone;
+
+/// <summary>
+/// An instruction-tuned LLaMA in an ML.NET pipeline: it appends a <c>Completion</c> text column generated for the
+/// <c>Prompt</c> column (prompt template, KV-cached batched generation with the options it was trained with).
+/// </summary>
+public sealed class BoneCausalLMTransformer : ITransformer, IDisposable
+{
+    internal const string LoaderSignature = "BoneCausalLMXf";
+    internal static readonly MlNetInternals.ModelVersion Version = new("BONECSLM", 0x00010001, LoaderSignature, typeof(BoneCausalLMTransformer).Assembly);
+
+    private readonly CausalLMModel _model;
+    private readonly CausalLMScorer _scorer;
+
+    internal BoneCausalLMTransformer(CausalLMModel model, IReadOnlyList<TrainingProgress> history, Action<int, string>? onToken = null)
+    {
+        _model = model;
+        _scorer = new CausalLMScorer(model, onToken);
+        TrainingHistory = history;
+    }
+
+    internal CausalLMModel Model => _model;
+
+    /// <summary>Progress reports of the training run (empty for a loaded model).</summary>
+    public IReadOnlyList<TrainingProgress> TrainingHistory { get; }
+
+    /// <summary>Trainable versus total parameters; null for full fine-tuning.</summary>
+    public AdapterParameterSummary? ParameterSummary => _model.Adapted?.Summary();
+
+    /// <summary>Completions for <paramref name="prompts"/>, generated in one batch.</summary>
+    public IReadOnlyList<string> Complete(IReadOnlyList<string> prompts) => _model.Complete(prompts);
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        CheckInput(inputSchema);
+        return ScoredDataView.BuildSchema(inputSchema, _scorer);
+    }
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input)
+    {
+        CheckInput(input.Schema);
+        return new ScoredDataView(input, _scorer);
+    }
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        CheckInput(inputSchema);
+        return new ScoringRowMapper(inputSchema, _scorer);
+    }
+
+    /// <summary>Writes the adapter as a PEFT adapter directory (task CAUSAL_LM).</summary>
+    public void ExportPeftAdapter(string directory)
+    {
+        if (_model.Adapted is null) throw new InvalidOperationException("This model was fully fine-tuned; it has no adapter to export.");
+        IO.PeftAdapterDirectory.Save(_model.Adapted, directory, _model.Spec.BaseDirectory, "CAUSAL_LM");
+    }
+
+    void ICanSaveModel.Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
+
+    // Found by reflection (BoneLoaders) and called by ML.NET's model loader with its ModelLoadContext.
+    private static BoneCausalLMTransformer Create(IHostEnvironment env, object ctx) => new(CausalLMModel.Load(ctx, Version), []);
+
+    /// <inheritdoc/>
+    public void Dispose() => _model.Dispose();
+
+    private void CheckInput(DataViewSchema schema)
+    {
+        var column = schema.GetColumnOrNull(_model.Spec.Prompt) ?? throw new ArgumentOutOfRangeException(_model.Spec.Prompt, $"Column '{_model.Spec.Prompt}' not found in the input data.");
+        if (column.Type is not TextDataViewType) throw new ArgumentException($"Column '{_model.Spec.Prompt}' must be text (String), but it is {column.Type}.", _model.Spec.Prompt);
+    }
+}

@@ -1,0 +1,29 @@
+using Microsoft.ML.Bone.Data;
+
+namespace Microsoft.ML.Bone;
+
+/// <summary>Generates the completion column for batches of prompts.</summary>
+internal sealed class CausalLMScorer(CausalLMModel model, Action<int, string>? onToken) : IRowScorer
+{
+    public CausalLMModel Model => model;
+
+    public IReadOnlyList<AddedColumn> Columns { get; } = [new AddedColumn(model.Spec.Completion, TextDataViewType.Instance)];
+
+    public IReadOnlyList<string> InputColumnNames { get; } = [model.Spec.Prompt];
+
+    public int BatchSize => model.Spec.BatchSize;
+
+    public Func<object> CreateInputReader(DataViewRow row)
+    {
+        var prompt = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[model.Spec.Prompt]);
+        return () =>
+        {
+            ReadOnlyMemory<char> text = default;
+            prompt(ref text);
+            return text.ToString();
+        };
+    }
+
+    public object[][] Score(IReadOnlyList<object> inputs) =>
+        model.Complete(inputs.Cast<string>().ToArray(), onToken).Select(c => new object[] { c }).ToArray();
+}
