@@ -12,7 +12,8 @@ using Command = System.CommandLine.Command;
 
 /// <summary>
 /// <c>bone logits --model DIR [--adapter DIR] --ids 0,31414,232,2 [--out FILE]</c>: one forward pass on one sequence,
-/// the adapter applied unmerged; the logits go to a safetensors file (one F32 tensor <c>logits</c>) and to stdout.
+/// the adapter applied unmerged; the logits ([num_labels] for RoBERTa, [seq_len, vocab] for LLaMA) go to a safetensors
+/// file (one F32 tensor <c>logits</c>) and to stdout.
 /// </summary>
 internal static class LogitsCommand
 {
@@ -61,8 +62,16 @@ internal static class LogitsCommand
                 model.eval();
                 return model.call(ids, ones_like(ids))[0];
             }
+            case "llama":
+            {
+                var model = Models.Llama.LlamaForCausalLM.FromPretrained(directory);
+                CheckVocabulary(tokens, model.Config.VocabSize, int.MaxValue);
+                if (adapterDirectory is not null) PeftAdapterDirectory.Load(model, adapterDirectory);
+                model.eval();
+                return model.call(ids)[0];
+            }
             default:
-                throw new InvalidDataException($"{config.Source}: model_type \"{modelType}\" is not supported by bone logits (supported: roberta).");
+                throw new InvalidDataException($"{config.Source}: model_type \"{modelType}\" is not supported by bone logits (supported: roberta, llama).");
         }
     }
 

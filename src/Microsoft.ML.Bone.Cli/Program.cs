@@ -7,5 +7,6 @@ var root = new RootCommand("bone: Bone / Bat / LoRA adapters for Hugging Face ch
     DemoCommand.Create(),
     LogitsCommand.Create(),
     ClassifyCommand.Create(),
+    LmCommand.Create(),
 };
 return root.Parse(args).Invoke();

@@ -25,7 +25,7 @@ public sealed class Gsm8kPipelineTests
     }
 
     /// <summary>A small random LLaMA with LLaMA-2's vocabulary and tokenizer, in the Hugging Face layout.</summary>
-    private static string TinyLlama2(string directory)
+    internal static string TinyLlama2(string directory)
     {
         var config = new LlamaConfig
         {

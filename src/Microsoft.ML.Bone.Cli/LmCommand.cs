@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Text.Json;
+
+namespace Microsoft.ML.Bone.Cli;
+
+// Microsoft.ML has a namespace named Command; here Command is System.CommandLine's type.
+using Command = System.CommandLine.Command;
+
+/// <summary>
+/// <c>bone lm train|eval|generate</c>: instruction tuning of LLaMA models over JSONL files. The field options default
+/// to GSM8K's <c>question</c> / <c>answer</c>.
+/// </summary>
+internal static class LmCommand
+{
+    private sealed class Pair
+    {
+        public string Prompt { get; set; } = "";
+        public string Response { get; set; } = "";
+    }
+
+    public static Command Create()
+    {
+        var promptField = new Option<string>("--prompt-field") { DefaultValueFactory = _ => "question" };
+        var responseField = new Option<string>("--response-field") { DefaultValueFactory = _ => "answer" };
+        var maxRows = new Option<int>("--max-rows") { Description = "Use at most this many rows (0 = all)." };
+        var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 256 };
+
+        var model = new Option<string>("--model") { Description = "LLaMA directory (config.json, safetensors, tokenizer.model) or llama2.c .bin.", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.model, when not next to the model." };
+        var trainFile = new Option<string>("--train") { Description = "Training JSONL.", Required = true };
+        var adapter = new Option<AdapterKind>("--adapter") { DefaultValueFactory = _ => AdapterKind.Bone };
+        var rank = new Option<int>("--rank");
+        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 1 };
+        var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 4 };
+        var lr = new Option<double>("--learning-rate");
+        var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 512 };
+        var zip = new Option<string>("--out") { Description = "Model zip to write.", Required = true };
+        var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
+        var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, epochs, batch, lr, maxLength, maxNew, zip, plot };
+        train.SetAction(p => CommandErrors.Run("lm train", () =>
+        {
+            var ml = new MLContext(seed: 1);
+            IDataView data = Load(ml, p.GetValue(trainFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
+            var options = new BoneCausalLMOptions
+            {
+                ModelPath = p.GetValue(model)!, TokenizerPath = p.GetValue(tokenizer), Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MaxEpochs = p.GetValue(epochs),
+                BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), MaxNewTokens = p.GetValue(maxNew),
+            };
+            BoneCausalLMTransformer fitted = TrainingDisplay.WithProgressBar(progress => { options.Progress = progress; return ml.Bone.CausalLM(options).Fit(data); });
+            Console.WriteLine(fitted.ParameterSummary?.ToString() ?? "full fine-tuning");
+            string zipPath = p.GetValue(zip)!;
+            ml.Model.Save(fitted, data.Schema, zipPath);
+            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
+            TrainingDisplay.SaveLossCurve(fitted.TrainingHistory, png);
+            Console.WriteLine($"saved {zipPath}; loss curve {png}");
+            return 0;
+        }));
+
+        var modelZip = new Option<string>("--model") { Description = "Model zip written by `bone lm train`.", Required = true };
+        var dataFile = new Option<string>("--data") { Description = "JSONL with prompts and reference responses.", Required = true };
+        var eval = new Command("eval", "Loss, perplexity and final-answer accuracy on JSONL data.") { modelZip, dataFile, promptField, responseField, maxRows };
+        eval.SetAction(p => CommandErrors.Run("lm eval", () =>
+        {
+            var ml = new MLContext(seed: 1);
+            var loaded = (BoneCausalLMTransformer)ml.Bone.LoadModel(p.GetValue(modelZip)!, out _);
+            IDataView data = Load(ml, p.GetValue(dataFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
+            Console.WriteLine(ml.Bone.EvaluateCausalLM(loaded.Transform(data)));
+            return 0;
+        }));
+
+        var prompt = new Option<string>("--prompt") { Description = "The prompt to complete.", Required = true };
+        var generate = new Command("generate", "Stream a completion for one prompt.") { modelZip, prompt };
+        generate.SetAction(p => CommandErrors.Run("lm generate", () =>
+        {
+            var ml = new MLContext(seed: 1);
+            var loaded = (BoneCausalLMTransformer)ml.Bone.LoadModel(p.GetValue(modelZip)!, out _);
+            Console.WriteLine(loaded.Complete([p.GetValue(prompt)!])[0]);
+            return 0;
+        }));
+
+        return new Command("lm", "Causal language models with Bone adapters: train, eval, generate.") { train, eval, generate };
+    }
+
+    private static IDataView Load(MLContext ml, string path, string promptField, string responseField, int maxRows)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.");
+        var rows = new List<Pair>();
+        int line = 0;
+        foreach (string text in File.ReadLines(path))
+        {
+            line++;
+            if (string.IsNullOrWhiteSpace(text)) continue;
+            try
+            {
+                using var doc = JsonDocument.Parse(text);
+                string Field(string name) => doc.RootElement.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : throw new InvalidDataException($"{path}:{line}: no string field '{name}'.");
+                rows.Add(new Pair { Prompt = Field(promptField), Response = Field(responseField) });
+            }
+            catch (JsonException e) { throw new InvalidDataException($"{path}:{line}: not valid JSON ({e.Message})."); }
+            if (maxRows > 0 && rows.Count == maxRows) break;
+        }
+        return ml.Data.LoadFromEnumerable(rows);
+    }
+}
