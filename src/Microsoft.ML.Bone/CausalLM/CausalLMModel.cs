@@ -23,7 +23,7 @@ internal sealed class CausalLMModel : IDisposable
         TokenizerModel = tokenizerModel;
         string temp = Path.Combine(Path.GetTempPath(), $"bone-tok-{Guid.NewGuid():N}.model");
         File.WriteAllBytes(temp, tokenizerModel);
-        try { Tokenizer = LlamaSentencePieceTokenizer.Load(temp); }
+        try { Tokenizer = CausalTokenizers.Load(temp); }
         finally { File.Delete(temp); }
         Adapted = adapted;
         Spec = spec;
