@@ -46,6 +46,37 @@ public sealed class LlamaTests
     }
 
     [TestMethod]
+    public void ShardedBf16CheckpointLoadsAndKeepsItsDtypeWhenAsked()
+    {
+        using var scope = NewDisposeScope();
+        var config = TinyLlama.Config();
+        var original = TinyLlama.Create(config);
+        File.WriteAllText(Path.Combine(_dir, "config.json"), config.ToJson());
+        var state = original.state_dict().OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.to(ScalarType.BFloat16))).ToList();
+        var map = new Dictionary<string, string>();
+        for (int s = 0; s < 2; s++)
+        {
+            string shard = $"model-0000{s + 1}-of-00002.safetensors";
+            var part = state.Where((_, i) => i % 2 == s).ToList();
+            Microsoft.ML.Bone.IO.SafetensorsWriter.Write(Path.Combine(_dir, shard), part);
+            foreach (var (name, _) in part) map[name] = shard;
+        }
+        Microsoft.ML.Bone.IO.SafetensorsCheckpoint.WriteIndex(Path.Combine(_dir, "model.safetensors.index.json"), map, 0);
+
+        var kept = LlamaForCausalLM.FromPretrained(_dir, dtype: null);
+        Assert.AreEqual(ScalarType.BFloat16, kept.model.layers[1].mlp.down_proj.weight.dtype);
+        var float32 = LlamaForCausalLM.FromPretrained(_dir);
+        Assert.AreEqual(ScalarType.Float32, float32.model.norm.weight.dtype);
+        using var noGrad = no_grad();
+        Tensor logits32 = float32.call(Input(Ids));
+        AssertClose(TinyLlama.Reference(StateDict(float32), config, Ids, inverseFrequencies: RotaryEmbedding.InverseFrequencies(config)), logits32, 1e-4, "fp32 from bf16 shards");
+        Tensor logits16 = kept.call(Input(Ids));
+        Assert.AreEqual(ScalarType.BFloat16, logits16.dtype);
+        double spread = logits32.abs().max().item<float>();
+        Assert.IsTrue((logits16.to(ScalarType.Float32) - logits32).abs().max().item<float>() < 0.1 * spread, "bf16 run close to the float32 run");
+    }
+
+    [TestMethod]
     public void Llama3FrequenciesMatchTheReferenceValues()
     {
         // Published reference for head_dim 128, θ = 5e5, llama3 factor 8 / 1 / 4 / 8192.
