@@ -76,6 +76,8 @@ public sealed class Gsm8kPipelineTests
             var fresh = new MLContext();
             ITransformer loaded = fresh.Bone.LoadModel(zip, out _);
             CollectionAssert.AreEqual(completions, fresh.Data.CreateEnumerable<Completed>(loaded.Transform(test), false).Select(c => c.Completion).ToArray(), "same completions after reload");
+            var engine = fresh.Model.CreatePredictionEngine<Problem, Completed>(loaded);
+            Assert.AreEqual(completions[0], engine.Predict(ml.Data.CreateEnumerable<Problem>(test, false).First()).Completion, "PredictionEngine");
         }
         finally { Directory.Delete(dir, recursive: true); }
     }
