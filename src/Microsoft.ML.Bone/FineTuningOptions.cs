@@ -94,6 +94,14 @@ public abstract class FineTuningOptions
     /// <summary>Receives a report after every optimizer step and validation.</summary>
     public IProgress<TrainingProgress>? Progress;
 
+    /// <summary>The training loop's settings for these options and <paramref name="seed"/>.</summary>
+    internal TrainingOptions ToTrainingOptions(int seed) => new()
+    {
+        LearningRate = EffectiveLearningRate, BatchSize = BatchSize, GradientAccumulationSteps = GradientAccumulationSteps,
+        Epochs = MaxEpochs, MaxSteps = MaxSteps, WarmupRatio = WarmupRatio, WeightDecay = WeightDecay, Schedule = Schedule,
+        MaxGradNorm = MaxGradNorm, EvaluateEverySteps = EvaluateEverySteps, EarlyStoppingPatience = EarlyStoppingPatience, Seed = seed,
+    };
+
     internal int EffectiveRank => Rank > 0 ? Rank : Adapter is AdapterKind.Bone or AdapterKind.Bat ? 64 : 8;
 
     internal double EffectiveAlpha => Alpha > 0 ? Alpha : 2.0 * EffectiveRank;

@@ -80,12 +80,7 @@ public sealed class BoneCausalLMTrainer : IEstimator<BoneCausalLMTransformer>
         var trained = new CausalLMModel(model, File.ReadAllBytes(tokenizerPath), adapted, spec);
         var examples = pairs.Select(p => trained.Encode(p.Prompt, p.Response)).ToList();
         var validation = validationPairs?.Select(p => trained.Encode(p.Prompt, p.Response)).ToList();
-        TrainingResult result = CausalLanguageModeling.Train(model, trainable, examples, trained.Tokenizer.PadId, o.MaxSequenceLength, new TrainingOptions
-        {
-            LearningRate = o.EffectiveLearningRate, BatchSize = o.BatchSize, GradientAccumulationSteps = o.GradientAccumulationSteps, Epochs = o.MaxEpochs,
-            MaxSteps = o.MaxSteps, WarmupRatio = o.WarmupRatio, WeightDecay = o.WeightDecay, Schedule = o.Schedule, MaxGradNorm = o.MaxGradNorm,
-            EvaluateEverySteps = o.EvaluateEverySteps, EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = _seed,
-        }, validation, o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
+        TrainingResult result = CausalLanguageModeling.Train(model, trainable, examples, trained.Tokenizer.PadId, o.MaxSequenceLength, o.ToTrainingOptions(_seed), validation, o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
         channel.Info(MessageSensitivity.None, $"Trained {result.StepsRun} steps; final loss {result.History.LastOrDefault()?.Loss:F4}.");
         model.eval();
         return new BoneCausalLMTransformer(trained, result.History, o.OnToken);

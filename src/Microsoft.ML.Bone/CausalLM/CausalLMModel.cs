@@ -93,14 +93,7 @@ internal sealed class CausalLMModel : IDisposable
                 new BaseModelReference(spec.BaseDirectory, spec.BaseSha256).Verify(baseDirectory);
             }
             LlamaForCausalLM model = CausalLMSources.Load(baseDirectory, spec.DType);
-            AdapterModel? adapted = null;
-            if (spec.AdapterConfigJson is not null)
-            {
-                AdapterConfig config = PeftAdapterConfig.Parse(spec.AdapterConfigJson, "model zip").Config;
-                Dictionary<string, Tensor> tensors = ZipTensors.Load(ctx, AdapterEntry);
-                adapted = AdaptedModelState.Restore(model, config, tensors, baseIsResidual: spec.Embedded, AdapterEntry);
-                foreach (Tensor t in tensors.Values) t.Dispose();
-            }
+            AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
             model.eval();
             return new CausalLMModel(model, tokenizer, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : baseDirectory });
         }

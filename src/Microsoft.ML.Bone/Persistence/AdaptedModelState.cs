@@ -49,6 +49,19 @@ internal static class AdaptedModelState
         return adapted;
     }
 
+    /// <summary>
+    /// Restores the adapter saved in zip entry <paramref name="entry"/> (described by PEFT config JSON), or returns null
+    /// when the model had none (full fine-tuning).
+    /// </summary>
+    public static AdapterModel? RestoreFromZip(object ctx, string entry, nn.Module model, string? adapterConfigJson, bool baseIsResidual)
+    {
+        if (adapterConfigJson is null) return null;
+        AdapterConfig config = PeftAdapterConfig.Parse(adapterConfigJson, "model zip").Config;
+        Dictionary<string, Tensor> tensors = ZipTensors.Load(ctx, entry);
+        try { return Restore(model, config, tensors, baseIsResidual, entry); }
+        finally { foreach (Tensor t in tensors.Values) t.Dispose(); }
+    }
+
     private static LoraConfig CopyWithDefaultInit(LoraConfig c) => new()
     {
         R = c.R, Alpha = c.Alpha, Dropout = c.Dropout, UseRsLora = c.UseRsLora, Init = LoraInit.Default,

@@ -98,7 +98,7 @@ public sealed class BoneTextClassificationTrainer : IEstimator<BoneTextClassific
         int[][] sequences = train.Encode(tokenizer, o.MaxSequenceLength);
         int[][]? validationSequences = validation?.Encode(tokenizer, o.MaxSequenceLength);
         ValidationMetric metric = o.ValidationMetric ?? (isRegression ? ValidationMetric.Pearson : ValidationMetric.Accuracy);
-        TrainingResult result = SequenceClassification.Train(model, trainable, sequences, train.Targets, tokenizer.PadId, TrainingOptionsFor(o, _seed),
+        TrainingResult result = SequenceClassification.Train(model, trainable, sequences, train.Targets, tokenizer.PadId, o.ToTrainingOptions(_seed),
             validationSequences, validation is null ? null : logits => Metric(metric, validation.Targets, logits, isRegression),
             o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
         channel.Info(MessageSensitivity.None, $"Trained {result.StepsRun} steps; final loss {result.History.LastOrDefault()?.Loss:F4}" + (result.BestValidationMetric is { } best ? $", best validation {metric} {best:F4}" : "") + ".");
@@ -116,13 +116,6 @@ public sealed class BoneTextClassificationTrainer : IEstimator<BoneTextClassific
         model.eval();
         return new BoneTextClassificationTransformer(new TextClassificationModel(model, o.ModelPath, adapted, spec), result.History);
     }
-
-    private static TrainingOptions TrainingOptionsFor(FineTuningOptions o, int seed) => new()
-    {
-        LearningRate = o.EffectiveLearningRate, BatchSize = o.BatchSize, GradientAccumulationSteps = o.GradientAccumulationSteps,
-        Epochs = o.MaxEpochs, MaxSteps = o.MaxSteps, WarmupRatio = o.WarmupRatio, WeightDecay = o.WeightDecay, Schedule = o.Schedule,
-        MaxGradNorm = o.MaxGradNorm, EvaluateEverySteps = o.EvaluateEverySteps, EarlyStoppingPatience = o.EarlyStoppingPatience, Seed = seed,
-    };
 
     private static double Metric(ValidationMetric metric, IReadOnlyList<float> targets, float[][] logits, bool isRegression)
     {

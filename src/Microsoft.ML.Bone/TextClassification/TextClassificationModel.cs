@@ -87,14 +87,7 @@ internal sealed class TextClassificationModel : IDisposable
             }
             int labels = spec.IsRegression ? 1 : spec.LabelNames!.Length;
             var model = RobertaForSequenceClassification.FromPretrained(baseDirectory, labels, spec.DType.ToScalarType());
-            AdapterModel? adapted = null;
-            if (spec.AdapterConfigJson is not null)
-            {
-                AdapterConfig config = PeftAdapterConfig.Parse(spec.AdapterConfigJson, "model zip").Config;
-                Dictionary<string, Tensor> tensors = ZipTensors.Load(ctx, AdapterEntry);
-                adapted = AdaptedModelState.Restore(model, config, tensors, baseIsResidual: spec.Embedded, AdapterEntry);
-                foreach (Tensor t in tensors.Values) t.Dispose();
-            }
+            AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
             model.eval();
             return new TextClassificationModel(model, baseDirectory, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : baseDirectory });
         }
