@@ -9,9 +9,10 @@ namespace Microsoft.ML.Bone.IO;
 public static class SafetensorsWriter
 {
     /// <summary>
-    /// Writes <paramref name="tensors"/> to <paramref name="path"/> in the given order, streaming one tensor at a time
-    /// from contiguous CPU memory. The header is padded with spaces to a multiple of 8 bytes, as the reference
-    /// implementation does. The file is written to a temporary name and renamed into place.
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/>, streaming one tensor at a time from contiguous CPU
+    /// memory. As the reference implementation does, the header is padded with spaces to a multiple of 8 bytes and the
+    /// data is ordered by element size (largest first), then by name, so every tensor starts at a multiple of its
+    /// element size. The file is written to a temporary name and renamed into place.
     /// </summary>
     public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
@@ -36,7 +37,8 @@ public static class SafetensorsWriter
             if (name == "__metadata__") throw new ArgumentException("'__metadata__' cannot be a tensor name.");
             if (!names.Add(name)) throw new ArgumentException($"Tensor '{name}' is given twice.");
         }
-        return list;
+        // Largest elements first keeps every offset aligned to its element size (readers may map the data in place).
+        return [.. list.OrderByDescending(p => SafetensorsDTypes.FromScalarType(p.Value.dtype).ElementSize()).ThenBy(p => p.Key, StringComparer.Ordinal)];
     }
 
     private static void WriteAll(Stream stream, byte[] header, List<KeyValuePair<string, Tensor>> tensors)

@@ -99,6 +99,17 @@ public sealed class SafetensorsTests
         Assert.AreEqual(dataStart + 14, new FileInfo(path).Length);
     }
 
+    [TestMethod]
+    public void WriterAlignsEveryTensorToItsElementSize()
+    {
+        using var scope = NewDisposeScope();
+        string path = PathOf("aligned.safetensors");
+        SafetensorsWriter.Write(path, [new("a.u8", tensor(new byte[] { 1, 2, 3 })), new("b.f16", ones(3).to(ScalarType.Float16)), new("c.i64", tensor(new long[] { 7 })), new("d.f32", ones(1))]);
+        using var file = SafetensorsFile.Open(path);
+        Assert.IsTrue(file.Entries.All(e => e.DataBegin % e.DType.ElementSize() == 0), string.Join(", ", file.Entries.Select(e => $"{e.Name}@{e.DataBegin}")));
+        Assert.AreEqual(7L, file.Load("c.i64").item<long>());
+    }
+
     private string WriteRaw(string header, byte[] data, ulong? declaredLength = null)
     {
         string path = PathOf("bad.safetensors");
