@@ -26,12 +26,4 @@ public static class LengthBucketedBatches
         random.Shuffle(shuffled);
         return [.. shuffled];
     }
-
-    /// <summary>Consecutive batches in input order, sorted by length inside each window, for inference.</summary>
-    public static List<int[]> InOrder(int count, int batchSize)
-    {
-        var batches = new List<int[]>();
-        for (int b = 0; b < count; b += batchSize) batches.Add(Enumerable.Range(b, Math.Min(batchSize, count - b)).ToArray());
-        return batches;
-    }
 }

@@ -32,7 +32,6 @@ internal static class MlNetInternals
 
     private static readonly ConstructorInfo ShapeColumnCtor = typeof(SchemaShape.Column).GetConstructor(Any, [typeof(string), typeof(SchemaShape.Column.VectorKind), typeof(DataViewType), typeof(bool), typeof(SchemaShape)])
         ?? throw Missing("SchemaShape.Column(string, VectorKind, DataViewType, bool, SchemaShape)");
-    private static readonly MethodInfo ShapeCreate = typeof(SchemaShape).GetMethod("Create", Any, [typeof(DataViewSchema)]) ?? throw Missing("SchemaShape.Create(DataViewSchema)");
 
     private static readonly ConditionalWeakTable<ComponentCatalog, HashSet<string>> Registered = new();
 
@@ -91,9 +90,6 @@ internal static class MlNetInternals
     /// <summary>A <see cref="SchemaShape.Column"/> (its constructor is internal).</summary>
     public static SchemaShape.Column ShapeColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null) =>
         (SchemaShape.Column)ShapeColumnCtor.Invoke([name, kind, itemType, isKey, annotations]);
-
-    /// <summary>The shape of a concrete schema (ML.NET's internal <c>SchemaShape.Create</c>).</summary>
-    public static SchemaShape ShapeOf(DataViewSchema schema) => (SchemaShape)ShapeCreate.Invoke(null, [schema])!;
 
     private static object? Invoke(MethodInfo method, object? target, object?[] args)
     {
