@@ -1,5 +1,4 @@
 using Microsoft.ML.Bone.Adapters;
-using Microsoft.ML.Bone.Data;
 using Microsoft.ML.Bone.Persistence;
 using Microsoft.ML.Bone.Training;
 using Microsoft.ML.Runtime;
@@ -10,18 +9,17 @@ namespace Microsoft.ML.Bone;
 /// An instruction-tuned LLaMA in an ML.NET pipeline: it appends a <c>Completion</c> text column generated for the
 /// <c>Prompt</c> column (prompt template, KV-cached batched generation with the options it was trained with).
 /// </summary>
-public sealed class BoneCausalLMTransformer : ITransformer, IDisposable
+public sealed class BoneCausalLMTransformer : ScoringTransformer
 {
     internal const string LoaderSignature = "BoneCausalLMXf";
     internal static readonly MlNetInternals.ModelVersion Version = new("BONECSLM", 0x00010001, LoaderSignature, typeof(BoneCausalLMTransformer).Assembly);
 
     private readonly CausalLMModel _model;
-    private readonly CausalLMScorer _scorer;
 
     internal BoneCausalLMTransformer(CausalLMModel model, IReadOnlyList<TrainingProgress> history, Action<int, string>? onToken = null)
+        : base(new CausalLMScorer(model, onToken))
     {
         _model = model;
-        _scorer = new CausalLMScorer(model, onToken);
         TrainingHistory = history;
     }
 
@@ -36,30 +34,6 @@ public sealed class BoneCausalLMTransformer : ITransformer, IDisposable
     /// <summary>Completions for <paramref name="prompts"/>, generated in one batch.</summary>
     public IReadOnlyList<string> Complete(IReadOnlyList<string> prompts) => _model.Complete(prompts);
 
-    /// <inheritdoc/>
-    public bool IsRowToRowMapper => true;
-
-    /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
-    {
-        CheckInput(inputSchema);
-        return ScoredDataView.BuildSchema(inputSchema, _scorer);
-    }
-
-    /// <inheritdoc/>
-    public IDataView Transform(IDataView input)
-    {
-        CheckInput(input.Schema);
-        return new ScoredDataView(input, _scorer);
-    }
-
-    /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-    {
-        CheckInput(inputSchema);
-        return new ScoringRowMapper(inputSchema, _scorer);
-    }
-
     /// <summary>Writes the adapter as a PEFT adapter directory (task CAUSAL_LM).</summary>
     public void ExportPeftAdapter(string directory)
     {
@@ -67,15 +41,15 @@ public sealed class BoneCausalLMTransformer : ITransformer, IDisposable
         IO.PeftAdapterDirectory.Save(_model.Adapted, directory, _model.Spec.BaseDirectory, "CAUSAL_LM");
     }
 
-    void ICanSaveModel.Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
+    private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
 
     // Found by reflection (BoneLoaders) and called by ML.NET's model loader with its ModelLoadContext.
     private static BoneCausalLMTransformer Create(IHostEnvironment env, object ctx) => new(CausalLMModel.Load(ctx, Version), []);
 
     /// <inheritdoc/>
-    public void Dispose() => _model.Dispose();
+    public override void Dispose() => _model.Dispose();
 
-    private void CheckInput(DataViewSchema schema)
+    private protected override void CheckInput(DataViewSchema schema)
     {
         var column = schema.GetColumnOrNull(_model.Spec.Prompt) ?? throw new ArgumentOutOfRangeException(_model.Spec.Prompt, $"Column '{_model.Spec.Prompt}' not found in the input data.");
         if (column.Type is not TextDataViewType) throw new ArgumentException($"Column '{_model.Spec.Prompt}' must be text (String), but it is {column.Type}.", _model.Spec.Prompt);

@@ -76,31 +76,12 @@ internal sealed class CausalLMModel : IDisposable
         byte[] tokenizer = [];
         if (!MlNetInternals.TryLoadBinaryStream(ctx, TokenizerEntry, r => tokenizer = r.ReadBytes((int)r.BaseStream.Length)))
             throw new InvalidDataException($"The model zip has no entry '{TokenizerEntry}'.");
-        string? temp = null;
-        try
-        {
-            string baseDirectory;
-            if (spec.Embedded)
-            {
-                temp = Directory.CreateTempSubdirectory("bone-load-").FullName;
-                ZipTensors.LoadFile(ctx, ConfigEntry, Path.Combine(temp, "config.json"));
-                ZipTensors.LoadFile(ctx, BaseWeightsEntry, Path.Combine(temp, SafetensorsCheckpoint.SingleFileName));
-                baseDirectory = temp;
-            }
-            else
-            {
-                baseDirectory = BoneLoaders.BaseModelPath ?? spec.BaseDirectory;
-                new BaseModelReference(spec.BaseDirectory, spec.BaseSha256).Verify(baseDirectory);
-            }
-            LlamaForCausalLM model = CausalLMSources.Load(baseDirectory, spec.DType);
-            AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
-            model.eval();
-            return new CausalLMModel(model, tokenizer, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : baseDirectory });
-        }
-        finally
-        {
-            if (temp is not null) Directory.Delete(temp, recursive: true);
-        }
+        using var source = SavedBase.Open(ctx, spec.Embedded, spec.BaseDirectory, spec.BaseSha256,
+            [(ConfigEntry, "config.json"), (BaseWeightsEntry, SafetensorsCheckpoint.SingleFileName)]);
+        LlamaForCausalLM model = CausalLMSources.Load(source.Directory, spec.DType);
+        AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
+        model.eval();
+        return new CausalLMModel(model, tokenizer, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : source.Directory });
     }
 
     public void Dispose() => Model.Dispose();

@@ -1,5 +1,4 @@
 using Microsoft.ML.Bone.Adapters;
-using Microsoft.ML.Bone.Data;
 using Microsoft.ML.Bone.Persistence;
 using Microsoft.ML.Bone.Training;
 using Microsoft.ML.Runtime;
@@ -12,18 +11,17 @@ namespace Microsoft.ML.Bone;
 /// regression a single <c>Score</c>. Scoring is lazy and batched; saved models keep the adapter and head inside the
 /// zip and refer to the base checkpoint by path and SHA-256 (or embed it).
 /// </summary>
-public sealed class BoneTextClassificationTransformer : ITransformer, IDisposable
+public sealed class BoneTextClassificationTransformer : ScoringTransformer
 {
     internal const string LoaderSignature = "BoneTextClassXf";
     internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00010001, LoaderSignature, typeof(BoneTextClassificationTransformer).Assembly);
 
     private readonly TextClassificationModel _model;
-    private readonly TextClassificationScorer _scorer;
 
     internal BoneTextClassificationTransformer(TextClassificationModel model, IReadOnlyList<TrainingProgress> history)
+        : base(new TextClassificationScorer(model))
     {
         _model = model;
-        _scorer = new TextClassificationScorer(model);
         TrainingHistory = history;
     }
 
@@ -39,44 +37,20 @@ public sealed class BoneTextClassificationTransformer : ITransformer, IDisposabl
     /// <summary>Class names in key order (null for regression).</summary>
     public IReadOnlyList<string>? ClassNames => _model.Spec.LabelNames;
 
-    /// <inheritdoc/>
-    public bool IsRowToRowMapper => true;
-
-    /// <inheritdoc/>
-    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
-    {
-        CheckInput(inputSchema);
-        return ScoredDataView.BuildSchema(inputSchema, _scorer);
-    }
-
-    /// <inheritdoc/>
-    public IDataView Transform(IDataView input)
-    {
-        CheckInput(input.Schema);
-        return new ScoredDataView(input, _scorer);
-    }
-
-    /// <inheritdoc/>
-    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
-    {
-        CheckInput(inputSchema);
-        return new ScoringRowMapper(inputSchema, _scorer);
-    }
-
     /// <summary>Writes a Hugging Face model directory (config, merged weights, tokenizer files) that needs no adapter code.</summary>
     public void ExportMergedModel(string directory) => _model.ExportMerged(directory);
 
     /// <summary>Writes the adapter and trained head as a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).</summary>
     public void ExportPeftAdapter(string directory) => _model.ExportPeft(directory);
 
-    void ICanSaveModel.Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
+    private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
 
     // Found by reflection (BoneLoaders) and called by ML.NET's model loader with its ModelLoadContext.
     private static BoneTextClassificationTransformer Create(IHostEnvironment env, object ctx) => new(TextClassificationModel.Load(ctx, Version), []);
 
     /// <inheritdoc/>
-    public void Dispose() => _model.Dispose();
+    public override void Dispose() => _model.Dispose();
 
-    private void CheckInput(DataViewSchema schema) =>
+    private protected override void CheckInput(DataViewSchema schema) =>
         TextClassificationColumns.CheckText(schema, _model.Spec.Sentence1, _model.Spec.Sentence2, "input data");
 }

@@ -69,32 +69,13 @@ internal sealed class TextClassificationModel : IDisposable
     {
         BinaryReader reader = MlNetInternals.BeginLoad(ctx, version);
         TextClassificationSpec spec = TextClassificationSpec.FromJson(reader.ReadString());
-        string? temp = null;
-        try
-        {
-            string baseDirectory;
-            if (spec.Embedded)
-            {
-                temp = Directory.CreateTempSubdirectory("bone-load-").FullName;
-                foreach (var (entry, file) in BaseFiles) ZipTensors.LoadFile(ctx, entry, Path.Combine(temp, file));
-                ZipTensors.LoadFile(ctx, BaseWeightsEntry, Path.Combine(temp, SafetensorsCheckpoint.SingleFileName));
-                baseDirectory = temp;
-            }
-            else
-            {
-                baseDirectory = BoneLoaders.BaseModelPath ?? spec.BaseDirectory;
-                new BaseModelReference(spec.BaseDirectory, spec.BaseSha256).Verify(baseDirectory);
-            }
-            int labels = spec.IsRegression ? 1 : spec.LabelNames!.Length;
-            var model = RobertaForSequenceClassification.FromPretrained(baseDirectory, labels, spec.DType.ToScalarType());
-            AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
-            model.eval();
-            return new TextClassificationModel(model, baseDirectory, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : baseDirectory });
-        }
-        finally
-        {
-            if (temp is not null) Directory.Delete(temp, recursive: true);
-        }
+        using var source = SavedBase.Open(ctx, spec.Embedded, spec.BaseDirectory, spec.BaseSha256,
+            [.. BaseFiles, (BaseWeightsEntry, SafetensorsCheckpoint.SingleFileName)]);
+        int labels = spec.IsRegression ? 1 : spec.LabelNames!.Length;
+        var model = RobertaForSequenceClassification.FromPretrained(source.Directory, labels, spec.DType.ToScalarType());
+        AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
+        model.eval();
+        return new TextClassificationModel(model, source.Directory, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : source.Directory });
     }
 
     /// <summary>Writes a Hugging Face model directory with the adapter merged into the weights.</summary>
