@@ -1,3 +1,4 @@
+using Microsoft.ML.Bone.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,19 +18,33 @@ public sealed class AdaptableLinear : nn.Module<Tensor, Tensor>
     /// <summary>The base bias, [out_features], or null.</summary>
     public Parameter? bias;
 
-    /// <summary>Creates the layer with PyTorch's default <c>nn.Linear</c> initialisation.</summary>
-    public AdaptableLinear(long inFeatures, long outFeatures, bool hasBias = true, ScalarType? dtype = null, Device? device = null)
+    /// <summary>
+    /// Creates the layer where <paramref name="placement"/> says. When it initialises, weights get PyTorch's default
+    /// <c>nn.Linear</c> initialisation, or N(0, <paramref name="std"/>) with zero bias when <paramref name="std"/> is
+    /// given (transformers' <c>initializer_range</c>).
+    /// </summary>
+    public AdaptableLinear(long inFeatures, long outFeatures, bool hasBias = true, ParameterPlacement? placement = null, double? std = null)
         : base(nameof(AdaptableLinear))
     {
+        placement ??= ParameterPlacement.Default;
         InFeatures = inFeatures;
         OutFeatures = outFeatures;
-        weight = new Parameter(empty([outFeatures, inFeatures], dtype: dtype, device: device));
-        nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
-        if (hasBias)
+        weight = new Parameter(placement.Empty(outFeatures, inFeatures));
+        if (hasBias) bias = new Parameter(placement.Empty(outFeatures));
+        if (placement.Initialize)
         {
-            double bound = inFeatures > 0 ? 1 / Math.Sqrt(inFeatures) : 0;
-            bias = new Parameter(empty([outFeatures], dtype: dtype, device: device));
-            nn.init.uniform_(bias, -bound, bound);
+            using var noGrad = no_grad();
+            if (std is { } s)
+            {
+                nn.init.normal_(weight, 0, s);
+                if (bias is not null) nn.init.zeros_(bias);
+            }
+            else
+            {
+                nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
+                double bound = inFeatures > 0 ? 1 / Math.Sqrt(inFeatures) : 0;
+                if (bias is not null) nn.init.uniform_(bias, -bound, bound);
+            }
         }
         RegisterComponents();
     }

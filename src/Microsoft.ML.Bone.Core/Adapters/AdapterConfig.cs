@@ -43,8 +43,18 @@ public abstract class AdapterConfig
     /// <summary>The rank / block size shared by all methods here.</summary>
     public abstract int Rank { get; }
 
-    /// <summary>Creates the adapter for one targeted layer; throws when the layer cannot take it.</summary>
+    /// <summary>
+    /// Creates the adapter for one targeted layer; throws when the layer cannot take it. Nothing in the model may
+    /// change here: changes to the base weight wait for <see cref="LayerAdapter.Commit"/>, so a failed injection
+    /// leaves the model as it was.
+    /// </summary>
     internal abstract LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath);
+
+    /// <summary>
+    /// A copy of these options (the one place configs are copied: saved models restore PiSSA / OLoRA with a plain
+    /// initialisation, PEFT export rewrites them as a wider LoRA). Lists are shared; they are read-only.
+    /// </summary>
+    public AdapterConfig Clone() => (AdapterConfig)MemberwiseClone();
 
     /// <summary>Checks option values; throws <see cref="ArgumentException"/> naming the option.</summary>
     public virtual void Validate()

@@ -57,11 +57,8 @@ public sealed class AdapterModel
             throw new ArgumentException($"Target modules must be linear layers; these are not: {string.Join(", ", unsupported)}.", nameof(config));
         if (layers.Count == 0)
             throw new ArgumentException($"Target modules {Describe(config)} not found in the model. Its linear layers are: {string.Join(", ", LinearPaths(model).Take(12))}{(LinearPaths(model).Count() > 12 ? ", …" : "")}.", nameof(config));
-
-        foreach (var (path, layer) in layers) layer.Attach(config.CreateAdapter(layer, path));
-
-        foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
-        foreach (var (_, layer) in layers) foreach (var p in layer.Adapter!.parameters()) p.requires_grad = true;
+        if (layers.FirstOrDefault(l => l.Value.Adapter is not null) is { Key: not null } taken)
+            throw new ArgumentException($"Layer '{taken.Key}' already has an adapter; remove it (or use AdapterModel's own methods) before injecting another.", nameof(config));
 
         var saved = new List<KeyValuePair<string, Parameter>>();
         if (config.ModulesToSave.Count > 0)
@@ -69,13 +66,33 @@ public sealed class AdapterModel
             foreach (var (name, p) in model.named_parameters())
             {
                 int dot = name.LastIndexOf('.');
-                if (dot < 0 || !TargetModuleMatcher.IsModuleToSave(config, name[..dot])) continue;
-                p.requires_grad = true;
-                saved.Add(new(name, p));
+                if (dot >= 0 && TargetModuleMatcher.IsModuleToSave(config, name[..dot])) saved.Add(new(name, p));
             }
             if (saved.Count == 0)
                 throw new ArgumentException($"ModulesToSave [{string.Join(", ", config.ModulesToSave)}] matched no module with parameters.", nameof(config));
         }
+
+        // Every adapter is created before the model is touched: a layer that cannot take one leaves nothing attached
+        // and no base weight changed.
+        var adapters = new List<LayerAdapter>();
+        try
+        {
+            foreach (var (path, layer) in layers) adapters.Add(config.CreateAdapter(layer, path));
+        }
+        catch
+        {
+            foreach (LayerAdapter a in adapters) a.Dispose();
+            throw;
+        }
+        for (int i = 0; i < layers.Count; i++)
+        {
+            adapters[i].Commit(layers[i].Value);
+            layers[i].Value.Attach(adapters[i]);
+        }
+
+        foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
+        foreach (var (_, layer) in layers) foreach (var p in layer.Adapter!.parameters()) p.requires_grad = true;
+        foreach (var (_, p) in saved) p.requires_grad = true;
         return new AdapterModel(model, config, layers, saved);
     }
 

@@ -15,6 +15,12 @@ public abstract class LayerAdapter : nn.Module
     /// <summary>Where the adapted layer sits in the model, e.g. <c>model.layers.0.self_attn.q_proj</c>.</summary>
     public string ModulePath { get; }
 
+    /// <summary>
+    /// Applies what creating the adapter decided but deferred: PiSSA / OLoRA turn the base weight into its residual
+    /// here. Called once every targeted layer's adapter has been created, just before it is attached.
+    /// </summary>
+    internal virtual void Commit(AdaptableLinear layer) { }
+
     /// <summary>The layer's output with the adapter applied, in the input's dtype.</summary>
     public abstract Tensor Forward(Tensor input, AdaptableLinear layer);
 

@@ -11,10 +11,12 @@ public static class TargetModuleMatcher
     /// <summary>True when <paramref name="path"/> should get an adapter under <paramref name="config"/>.</summary>
     public static bool IsTarget(AdapterConfig config, string path)
     {
-        if (IsExcluded(config, path)) return false;
+        // PEFT trains modules_to_save in full and never puts an adapter inside them (e.g. target "dense" with the
+        // classifier saved: classifier.dense stays a plain layer).
+        if (IsExcluded(config, path) || IsModuleToSave(config, path)) return false;
         if (config.TargetModulesRegex is not null) return FullMatch(config.TargetModulesRegex, path);
         if (config.TargetModules.Count == 1 && config.TargetModules[0] == AllLinear)
-            return !IsOutputHead(path) && !IsModuleToSave(config, path) && LayerSelected(config, path);
+            return !IsOutputHead(path) && LayerSelected(config, path);
         // PEFT quirk kept on purpose: an exact path match skips the layer filter.
         if (config.TargetModules.Contains(path)) return true;
         return config.TargetModules.Any(t => path.EndsWith("." + t, StringComparison.Ordinal)) && LayerSelected(config, path);

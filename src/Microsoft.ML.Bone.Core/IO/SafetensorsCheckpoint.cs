@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.IO;
@@ -80,6 +81,25 @@ public sealed class SafetensorsCheckpoint : IDisposable
     /// <summary>A new CPU tensor with the data of <paramref name="name"/>.</summary>
     public Tensor Load(string name) => Shard(name).Load(name);
 
+    /// <summary>
+    /// Copies tensor <paramref name="name"/> into <paramref name="target"/> (same shape; any dtype and device): read
+    /// straight into the target's memory when it is a contiguous CPU tensor of the file's dtype, otherwise through
+    /// one temporary CPU tensor that is converted and copied. <paramref name="fingerprint"/> records the bytes read.
+    /// </summary>
+    public void ReadInto(string name, Tensor target, WeightFingerprint? fingerprint = null)
+    {
+        SafetensorsFile file = Shard(name);
+        SafetensorsEntry entry = file[name];
+        if (!entry.Shape.SequenceEqual(target.shape))
+            throw new InvalidDataException($"{file.FilePath}: tensor '{name}' has shape [{string.Join(", ", entry.Shape)}] but the model expects [{string.Join(", ", target.shape)}].");
+        bool direct = target.device_type == DeviceType.CPU && target.is_contiguous() && target.dtype == entry.DType.ToScalarType();
+        using Tensor? staging = direct ? null : empty(entry.Shape, dtype: entry.DType.ToScalarType());
+        Tensor destination = staging ?? target;
+        file.ReadInto(entry, destination);
+        fingerprint?.AddTensor(Path.GetFileName(file.FilePath), entry, destination);
+        if (staging is not null) target.copy_(staging);
+    }
+
     /// <summary>Writes a Hugging Face shard index (<c>metadata.total_size</c> and <c>weight_map</c>) atomically.</summary>
     public static void WriteIndex(string indexPath, IReadOnlyDictionary<string, string> weightMap, long totalSize)
     {
@@ -95,7 +115,10 @@ public sealed class SafetensorsCheckpoint : IDisposable
     {
         foreach (SafetensorsFile f in _open.Values) f.Dispose();
         _open.Clear();
+        _disposed = true;
     }
+
+    private bool _disposed;
 
     private static SafetensorsCheckpoint FromSingle(string directory, string file)
     {
@@ -152,6 +175,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     private SafetensorsFile OpenShard(string shard)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (!_open.TryGetValue(shard, out SafetensorsFile? file))
             _open[shard] = file = SafetensorsFile.Open(Path.Combine(_directory, shard));
         return file;

@@ -1,4 +1,4 @@
-using System.IO.MemoryMappedFiles;
+using Microsoft.Win32.SafeHandles;
 using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -6,36 +6,30 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Bone.IO;
 
 /// <summary>
-/// A read-only, memory-mapped <c>.safetensors</c> file. The header is validated completely when the file is opened;
-/// tensor data is copied straight from the mapping into tensor memory when a tensor is loaded, so nothing is read
-/// twice and nothing is read until asked for.
+/// A read-only <c>.safetensors</c> file. The header is validated completely when the file is opened; tensor bytes are
+/// read with positional reads straight into the destination tensor's memory when asked for, so nothing is read twice,
+/// nothing is staged, and no mapping keeps file pages in the process's resident memory.
 /// </summary>
 public sealed unsafe class SafetensorsFile : IDisposable
 {
     /// <summary>The largest header accepted (as in the reference implementation), so a hostile length cannot allocate much.</summary>
     public const long MaxHeaderLength = 100_000_000;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private readonly byte* _base;
+    // One read call moves at most this much (Linux caps a read near 2 GiB).
+    private const int ReadChunk = 1 << 30;
+
+    private SafeFileHandle? _handle;
     private readonly long _dataStart;
     private readonly Dictionary<string, SafetensorsEntry> _byName;
 
-    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, long dataStart, List<SafetensorsEntry> entries, Dictionary<string, string> metadata)
+    private SafetensorsFile(string path, SafeFileHandle handle, long dataStart, List<SafetensorsEntry> entries, Dictionary<string, string> metadata)
     {
         FilePath = path;
-        _map = map;
-        _view = view;
+        _handle = handle;
         _dataStart = dataStart;
         Entries = entries;
         Metadata = metadata;
         _byName = entries.ToDictionary(e => e.Name, StringComparer.Ordinal);
-        if (view is not null)
-        {
-            byte* pointer = null;
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
-            _base = pointer + view.PointerOffset;
-        }
     }
 
     /// <summary>Path of the file.</summary>
@@ -58,29 +52,29 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
-        long fileLength = new FileInfo(path).Length;
-        if (fileLength < 8) throw new SafetensorsFormatException(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
-
-        byte[] header;
-        using (var stream = File.OpenRead(path))
+        SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        try
         {
+            long fileLength = RandomAccess.GetLength(handle);
+            if (fileLength < 8) throw new SafetensorsFormatException(path, $"file is {fileLength} bytes, shorter than the 8-byte header length");
             Span<byte> lengthBytes = stackalloc byte[8];
-            stream.ReadExactly(lengthBytes);
+            ReadExactly(handle, lengthBytes, 0, path);
             ulong headerLength = BitConverter.ToUInt64(lengthBytes);
             if (headerLength > (ulong)(fileLength - 8))
                 throw new SafetensorsFormatException(path, $"header length {headerLength} goes beyond the end of the file ({fileLength} bytes)");
             if (headerLength > MaxHeaderLength)
                 throw new SafetensorsFormatException(path, $"header length {headerLength} exceeds the {MaxHeaderLength}-byte limit");
-            header = new byte[headerLength];
-            stream.ReadExactly(header);
+            var header = new byte[headerLength];
+            ReadExactly(handle, header, 8, path);
+            long dataStart = 8 + header.Length;
+            var (entries, metadata) = ParseHeader(path, header, fileLength - dataStart);
+            return new SafetensorsFile(path, handle, dataStart, entries, metadata);
         }
-        long dataStart = 8 + header.Length;
-        var (entries, metadata) = ParseHeader(path, header, fileLength - dataStart);
-
-        if (fileLength == dataStart) return new SafetensorsFile(path, null, null, dataStart, entries, metadata);
-        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-        return new SafetensorsFile(path, map, view, dataStart, entries, metadata);
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A new CPU tensor with the data of <paramref name="name"/>, in the file's dtype.</summary>
@@ -88,11 +82,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         SafetensorsEntry entry = this[name];
         Tensor tensor = empty(entry.Shape, dtype: entry.DType.ToScalarType());
-        if (entry.ByteLength > 0)
-        {
-            ObjectDisposedException.ThrowIf(_view is null && _base == null, this);
-            Buffer.MemoryCopy(_base + _dataStart + entry.DataBegin, TensorMemory.Pointer(tensor), entry.ByteLength, entry.ByteLength);
-        }
+        try { ReadInto(entry, tensor); }
+        catch { tensor.Dispose(); throw; }
         return tensor;
     }
 
@@ -104,15 +95,40 @@ public sealed unsafe class SafetensorsFile : IDisposable
         using (t) return t.to(dtype);
     }
 
+    /// <summary>
+    /// Reads the bytes of <paramref name="entry"/> into <paramref name="destination"/>, a contiguous CPU tensor of the
+    /// entry's dtype and element count.
+    /// </summary>
+    public void ReadInto(SafetensorsEntry entry, Tensor destination)
+    {
+        SafeFileHandle handle = _handle ?? throw new ObjectDisposedException(nameof(SafetensorsFile), $"{FilePath}: the file was closed.");
+        if (destination.device_type != DeviceType.CPU || !destination.is_contiguous() || destination.dtype != entry.DType.ToScalarType() || destination.numel() * destination.element_size() != entry.ByteLength)
+            throw new ArgumentException($"Tensor '{entry.Name}' needs a contiguous CPU destination of {entry.DType} with {entry.ByteLength} bytes.", nameof(destination));
+        if (entry.ByteLength == 0) return;
+        byte* pointer = TensorMemory.Pointer(destination);
+        for (long done = 0; done < entry.ByteLength; done += ReadChunk)
+        {
+            int count = (int)Math.Min(ReadChunk, entry.ByteLength - done);
+            ReadExactly(handle, new Span<byte>(pointer + done, count), _dataStart + entry.DataBegin + done, FilePath);
+        }
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_view is not null)
+        _handle?.Dispose();
+        _handle = null;
+    }
+
+    private static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset, string path)
+    {
+        while (buffer.Length > 0)
         {
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
+            int read = RandomAccess.Read(handle, buffer, offset);
+            if (read == 0) throw new SafetensorsFormatException(path, $"the file ended early (at byte {offset}); it was shortened while being read");
+            buffer = buffer[read..];
+            offset += read;
         }
-        _map?.Dispose();
     }
 
     private static (List<SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)

@@ -7,10 +7,13 @@ public sealed class HfConfig
 {
     private readonly JsonObject _root;
 
-    private HfConfig(JsonObject root, string source)
+    private readonly string _prefix;
+
+    private HfConfig(JsonObject root, string source, string prefix = "")
     {
         _root = root;
         Source = source;
+        _prefix = prefix;
     }
 
     /// <summary>The file the values came from.</summary>
@@ -43,7 +46,7 @@ public sealed class HfConfig
     public long Long(string name, long? fallback = null) => Read(name, fallback, (JsonValue v, out long x) => v.TryGetValue(out x), "an integer");
 
     /// <summary>An int field.</summary>
-    public int Int(string name, int? fallback = null) => checked((int)Long(name, fallback));
+    public int Int(string name, int? fallback = null) => Int(name, fallback, int.MinValue, int.MaxValue);
 
     /// <summary>A number field.</summary>
     public double Double(string name, double? fallback = null) => Read(name, fallback, (JsonValue v, out double x) => v.TryGetValue(out x), "a number");
@@ -61,8 +64,51 @@ public sealed class HfConfig
             var other => throw Wrong(name, "a string", other),
         };
 
+    /// <summary>
+    /// An integer field that must lie in [<paramref name="min"/>, <paramref name="max"/>] (sizes: positive and far
+    /// below what would overflow an allocation), checked before anything is built from it.
+    /// </summary>
+    public int Int(string name, int? fallback, long min, long max)
+    {
+        long value = Long(name, fallback);
+        if (value < min || value > max) throw Error(name, $"is {value}; it must be between {min} and {max}");
+        return (int)value;
+    }
+
+    /// <summary>A number field that must be finite and lie in (<paramref name="exclusiveMin"/>, <paramref name="max"/>].</summary>
+    public double Double(string name, double? fallback, double exclusiveMin, double max)
+    {
+        double value = Double(name, fallback);
+        if (!double.IsFinite(value) || value <= exclusiveMin || value > max) throw Error(name, $"is {value}; it must be a finite number above {exclusiveMin} and at most {max}");
+        return value;
+    }
+
+    /// <summary>An integer or a list of integers (e.g. <c>eos_token_id</c>), each in [0, <paramref name="max"/>]; empty when absent.</summary>
+    public IReadOnlyList<int> Ints(string name, long max)
+    {
+        var values = _root[name] switch
+        {
+            null => [],
+            JsonArray a => a.Select(n => n is JsonValue v && v.TryGetValue(out long x) ? x : throw Wrong(name, "an integer or a list of integers", a)).ToList(),
+            JsonValue v when v.TryGetValue(out long x) => [x],
+            var other => throw Wrong(name, "an integer or a list of integers", other),
+        };
+        foreach (long x in values)
+            if (x < 0 || x > max) throw Error(name, $"has {x}; ids must be between 0 and {max}");
+        return values.Select(x => (int)x).ToArray();
+    }
+
+    /// <summary>A nested object (e.g. <c>rope_scaling</c>) read with the same checks; null when absent or null.</summary>
+    public HfConfig? Section(string name) =>
+        _root[name] switch
+        {
+            null => null,
+            JsonObject o => new HfConfig(o, Source, _prefix + name + "."),
+            var other => throw Wrong(name, "an object", other),
+        };
+
     /// <summary>An error about field <paramref name="name"/>.</summary>
-    public InvalidDataException Error(string name, string problem) => new($"{Source}: \"{name}\" {problem}.");
+    public InvalidDataException Error(string name, string problem) => new($"{Source}: \"{_prefix}{name}\" {problem}.");
 
     private delegate bool TryRead<T>(JsonValue value, out T result);
 

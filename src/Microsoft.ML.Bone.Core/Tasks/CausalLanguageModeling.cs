@@ -1,4 +1,4 @@
-using Microsoft.ML.Bone.Models.Llama;
+using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -56,12 +56,12 @@ public static class CausalLanguageModeling
     }
 
     /// <summary>Fine-tunes <paramref name="model"/> on prompt/response pairs; validation maximises −(mean response loss).</summary>
-    public static TrainingResult Train(LlamaForCausalLM model, IReadOnlyList<Parameter> trainable, IReadOnlyList<PromptResponse> examples, int padId, int maxLength,
+    public static TrainingResult Train(ICausalLanguageModel model, IReadOnlyList<Parameter> trainable, IReadOnlyList<PromptResponse> examples, int padId, int maxLength,
         TrainingOptions options, IReadOnlyList<PromptResponse>? validation = null, IProgress<TrainingProgress>? progress = null, Action<string>? log = null,
         CancellationToken cancellationToken = default)
     {
-        Device device = model.parameters().First().device;
-        return AdapterTrainingLoop.Run(model, trainable, examples.Select(e => Math.Min(maxLength, e.Prompt.Length + e.Response.Length)).ToList(),
+        Device device = model.Module.parameters().First().device;
+        return AdapterTrainingLoop.Run(model.Module, trainable, examples.Select(e => Math.Min(maxLength, e.Prompt.Length + e.Response.Length)).ToList(),
             batch =>
             {
                 var (ids, mask, labels) = Batch(examples, batch, padId, maxLength, device);
@@ -72,11 +72,11 @@ public static class CausalLanguageModeling
     }
 
     /// <summary>Token-weighted mean loss over every response token, and how many there were (no gradients, eval mode).</summary>
-    public static (double MeanLoss, long Tokens) Evaluate(LlamaForCausalLM model, IReadOnlyList<PromptResponse> examples, int padId, int maxLength, int batchSize)
+    public static (double MeanLoss, long Tokens) Evaluate(ICausalLanguageModel model, IReadOnlyList<PromptResponse> examples, int padId, int maxLength, int batchSize)
     {
-        bool wasTraining = model.training;
-        model.eval();
-        Device device = model.parameters().First().device;
+        bool wasTraining = model.Module.training;
+        model.Module.eval();
+        Device device = model.Module.parameters().First().device;
         double total = 0;
         long tokens = 0;
         int[] order = Enumerable.Range(0, examples.Count).OrderBy(i => examples[i].Prompt.Length + examples[i].Response.Length).ToArray();
@@ -92,7 +92,7 @@ public static class CausalLanguageModeling
                 tokens += count;
             }
         }
-        if (wasTraining) model.train();
+        if (wasTraining) model.Module.train();
         return (tokens == 0 ? double.NaN : total / tokens, tokens);
     }
 

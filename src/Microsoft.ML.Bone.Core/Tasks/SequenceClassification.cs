@@ -1,3 +1,4 @@
+using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -79,7 +80,7 @@ public static class SequenceClassification
                 var (ids, mask) = Pad(sequences, batch, padId, device);
                 Tensor logits = model.Logits(ids, mask).to(ScalarType.Float32);
                 if (softmax) logits = logits.softmax(-1);
-                float[] flat = logits.cpu().data<float>().ToArray();
+                float[] flat = logits.cpu().data<float>().ToArray();   // to the host first: device memory cannot be read directly
                 int labels = flat.Length / batch.Length;
                 for (int b = 0; b < batch.Length; b++) result[batch[b]] = flat[(b * labels)..((b + 1) * labels)];
             }

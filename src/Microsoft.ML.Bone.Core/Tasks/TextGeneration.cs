@@ -1,4 +1,4 @@
-using Microsoft.ML.Bone.Models.Llama;
+using Microsoft.ML.Bone.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,37 +32,38 @@ public sealed record GenerationOptions
 }
 
 /// <summary>
-/// KV-cached generation for a batch of prompts: prompts are left-padded to one length, positions count real tokens
-/// only, and each step feeds one token per row. Rows stop at an end-of-sequence id, when <c>shouldStop</c> says so
-/// (stop strings), or after <see cref="GenerationOptions.MaxNewTokens"/>.
+/// Cached generation for a batch of prompts: prompts are left-padded to one length, positions count real tokens
+/// only, and each step feeds one token per row, the model carrying its own state between steps (a key/value cache,
+/// or a recurrent state). Rows stop at an end-of-sequence id, when <c>shouldStop</c> says so (stop strings), or after
+/// <see cref="GenerationOptions.MaxNewTokens"/>. Only the last position's logits are computed at each step.
 /// </summary>
 public static class TextGeneration
 {
     /// <summary>Generated ids per prompt (end-of-sequence ids excluded).</summary>
-    /// <param name="model">The model (put in eval mode).</param>
+    /// <param name="model">The model (put in eval mode for the call).</param>
     /// <param name="prompts">Token ids of each prompt (non-empty).</param>
     /// <param name="options">Decoding settings.</param>
     /// <param name="endOfSequence">Ids that end a row.</param>
     /// <param name="padId">Id used for left padding (never attended to).</param>
     /// <param name="shouldStop">Called with a row and its generated ids after each token; true ends the row.</param>
     /// <param name="onToken">Called with (row, id) as each token is produced, for streaming.</param>
-    public static List<int>[] Generate(LlamaForCausalLM model, IReadOnlyList<int[]> prompts, GenerationOptions options, IReadOnlyCollection<int> endOfSequence,
+    public static List<int>[] Generate(ICausalLanguageModel model, IReadOnlyList<int[]> prompts, GenerationOptions options, IReadOnlyCollection<int> endOfSequence,
         int padId, Func<int, IReadOnlyList<int>, bool>? shouldStop = null, Action<int, int>? onToken = null)
     {
         options.Validate();
         var output = prompts.Select(_ => new List<int>()).ToArray();
         if (prompts.Count == 0 || options.MaxNewTokens == 0) return output;
         if (prompts.Any(p => p.Length == 0)) throw new ArgumentException("Every prompt needs at least one token (e.g. BOS).", nameof(prompts));
-        bool wasTraining = model.training;
-        model.eval();
-        Device device = model.parameters().First().device;
-        var random = new Generator((ulong)options.Seed);
+        bool wasTraining = model.Module.training;
+        model.Module.eval();
+        Device device = model.Module.parameters().First().device;
         int rows = prompts.Count, width = prompts.Max(p => p.Length);
         var done = new bool[rows];
         var seen = prompts.Select(p => new HashSet<int>(p)).ToArray();
 
+        using var random = new Generator((ulong)options.Seed, device);
         using var noGrad = no_grad();
-        using var cache = new KeyValueCache(model.Config.NumHiddenLayers);
+        using IGenerationCache cache = model.NewCache();
         long[] ids = new long[rows * width], mask = new long[rows * width], positions = new long[rows * width];
         for (int r = 0; r < rows; r++)
         {
@@ -75,51 +76,52 @@ public static class TextGeneration
             }
             for (int t = 0; t < offset; t++) ids[r * width + t] = padId;
         }
+        // The step's inputs live outside the per-step scopes and are replaced (and disposed) at each step.
         Tensor attention = tensor(mask, [rows, width], device: device);
         Tensor next = tensor(ids, [rows, width], device: device);
         Tensor position = tensor(positions, [rows, width], device: device);
         long[] lengths = prompts.Select(p => (long)p.Length).ToArray();
-
-        for (int step = 0; step < options.MaxNewTokens && !done.All(d => d); step++)
+        try
         {
-            using var scope = NewDisposeScope();
-            Tensor logits = model.Forward(next, attention, position, cache).select(1, -1).to(ScalarType.Float32);
-            int[] chosen = Choose(logits, options, seen, random);
-            var nextIds = new long[rows];
-            for (int r = 0; r < rows; r++)
+            for (int step = 0; step < options.MaxNewTokens && !done.All(d => d); step++)
             {
-                nextIds[r] = done[r] ? padId : chosen[r];
-                if (done[r]) continue;
-                if (endOfSequence.Contains(chosen[r])) { done[r] = true; continue; }
-                output[r].Add(chosen[r]);
-                seen[r].Add(chosen[r]);
-                onToken?.Invoke(r, chosen[r]);
-                if (shouldStop?.Invoke(r, output[r]) == true) done[r] = true;
+                int[] chosen;
+                using (NewDisposeScope())
+                {
+                    Tensor logits = model.Forward(next, attention, position, cache, logitsToKeep: 1).select(1, -1).to(ScalarType.Float32);   // [B, V]
+                    chosen = Choose(logits, options, seen, random);
+                }
+                var nextIds = new long[rows];
+                for (int r = 0; r < rows; r++)
+                {
+                    nextIds[r] = done[r] ? padId : chosen[r];
+                    if (done[r]) continue;
+                    if (endOfSequence.Contains(chosen[r])) { done[r] = true; continue; }
+                    output[r].Add(chosen[r]);
+                    seen[r].Add(chosen[r]);
+                    onToken?.Invoke(r, chosen[r]);
+                    if (shouldStop?.Invoke(r, output[r]) == true) done[r] = true;
+                }
+                Replace(ref next, tensor(nextIds, [rows, 1], device: device));
+                Replace(ref position, tensor(lengths, [rows, 1], device: device));
+                for (int r = 0; r < rows; r++) lengths[r]++;
+                using (Tensor one = ones(rows, 1, dtype: ScalarType.Int64, device: device)) Replace(ref attention, cat([attention, one], 1));
             }
-            next = tensor(nextIds, [rows, 1], device: device).DetachFromDisposeScope();
-            position = tensor(lengths.Select(l => l).ToArray(), [rows, 1], device: device).DetachFromDisposeScope();
-            for (int r = 0; r < rows; r++) lengths[r]++;
-            attention = cat([attention, ones(rows, 1, dtype: ScalarType.Int64, device: device)], 1).DetachFromDisposeScope();
         }
-        if (wasTraining) model.train();
+        finally
+        {
+            next.Dispose();
+            position.Dispose();
+            attention.Dispose();
+            if (wasTraining) model.Module.train();
+        }
         return output;
     }
 
-    /// <summary>Greedy decoding that recomputes the whole sequence at every step (no cache): the reference for tests.</summary>
-    public static List<int> GreedyWithoutCache(LlamaForCausalLM model, int[] prompt, int maxNewTokens, IReadOnlyCollection<int> endOfSequence)
+    private static void Replace(ref Tensor current, Tensor next)
     {
-        var sequence = prompt.Select(t => (long)t).ToList();
-        var generated = new List<int>();
-        using var noGrad = no_grad();
-        for (int i = 0; i < maxNewTokens; i++)
-        {
-            using var scope = NewDisposeScope();
-            int id = (int)model.call(tensor(sequence.ToArray()).unsqueeze(0))[0, -1].argmax().item<long>();
-            if (endOfSequence.Contains(id)) break;
-            generated.Add(id);
-            sequence.Add(id);
-        }
-        return generated;
+        current.Dispose();
+        current = next;
     }
 
     /// <summary>Next token per row: repetition penalty, then greedy, or temperature + top-k + top-p sampling.</summary>
@@ -133,7 +135,7 @@ public static class TextGeneration
             // transformers' rule: divide positive logits, multiply negative ones.
             logits = where(logits.gt(0), logits / penalty, logits * penalty);
         }
-        if (o.Temperature == 0) return logits.argmax(-1).data<long>().Select(i => (int)i).ToArray();
+        if (o.Temperature == 0) return HostIds(logits.argmax(-1));
 
         logits = logits / o.Temperature;
         if (o.TopK > 0 && o.TopK < logits.shape[1])
@@ -149,6 +151,9 @@ public static class TextGeneration
             Tensor drop = (cumulative - sorted.softmax(-1)).ge(o.TopP);
             logits = logits.scatter(-1, order, sorted.masked_fill(drop, double.NegativeInfinity));
         }
-        return multinomial(logits.softmax(-1), 1, generator: random).squeeze(1).data<long>().Select(i => (int)i).ToArray();
+        return HostIds(multinomial(logits.softmax(-1), 1, generator: random).squeeze(1));
     }
+
+    // Device memory cannot be read from the host: copy to the CPU first.
+    private static int[] HostIds(Tensor ids) => ids.cpu().data<long>().Select(i => (int)i).ToArray();
 }

@@ -15,46 +15,69 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
 
     private readonly TiktokenTokenizer _tokenizer;
 
+    private readonly int _bos;
+
     private Llama3TiktokenTokenizer(TiktokenTokenizer tokenizer, int bos, int eos)
     {
         _tokenizer = tokenizer;
-        BosId = bos;
+        _bos = bos;
         EosId = eos;
     }
 
     /// <inheritdoc/>
-    public int BosId { get; }
+    public int? BosId => _bos;
     /// <inheritdoc/>
     public int EosId { get; }
     /// <summary>LLaMA-3 has no pad token; &lt;|end_of_text|&gt; pads (never attended to).</summary>
     public int PadId => EosId;
 
     /// <summary>True when <paramref name="path"/> looks like a tiktoken rank file rather than a SentencePiece model.</summary>
-    public static bool IsTiktokenFile(string path)
+    public static bool IsTiktokenFile(string path) => IsTiktoken(File.ReadAllBytes(path));
+
+    /// <summary>True when <paramref name="content"/> starts like a tiktoken rank file ("base64 rank" lines) rather than a SentencePiece protobuf.</summary>
+    public static bool IsTiktoken(byte[] content)
     {
-        using var reader = new StreamReader(path);
-        string? first = reader.ReadLine();
-        return first is not null && Regex.IsMatch(first, @"^[A-Za-z0-9+/]+=* \d+$");
+        int end = Array.IndexOf(content, (byte)'\n');
+        string first = System.Text.Encoding.ASCII.GetString(content, 0, end < 0 ? Math.Min(content.Length, 256) : end).TrimEnd('\r');
+        return Regex.IsMatch(first, @"^[A-Za-z0-9+/]+=* \d+$");
     }
 
-    /// <summary>Loads a tiktoken rank file; the specials get the ids right after the ranked tokens.</summary>
+    /// <summary>Loads a tiktoken rank file.</summary>
     public static Llama3TiktokenTokenizer Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found.", path);
-        int ranked = File.ReadLines(path).Count(l => l.Length > 0);
+        return Load(File.ReadAllBytes(path), path);
+    }
+
+    /// <summary>
+    /// Loads a tiktoken rank file's <paramref name="content"/> (<paramref name="source"/> names it in errors); the
+    /// specials get the ids right after the ranked tokens. Every line is checked first (Microsoft.ML.Tokenizers'
+    /// loader does not stop on a malformed file).
+    /// </summary>
+    public static Llama3TiktokenTokenizer Load(byte[] content, string source)
+    {
+        string[] lines = System.Text.Encoding.UTF8.GetString(content).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        if (lines.Length > 0 && lines[^1].Length == 0) lines = lines[..^1];
+        for (int i = 0; i < lines.Length; i++)
+        {
+            string[] parts = lines[i].Split(' ');
+            if (parts.Length != 2 || parts[0].Length == 0 || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank) || rank != i)
+                throw new InvalidDataException($"{source}: line {i + 1} is not \"<base64 token> {i}\" (a tiktoken rank file lists ranks 0, 1, 2, … one per line).");
+        }
+        int ranked = lines.Length;
         string[] names = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
             "<|step_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"];
         var specials = names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => ranked + p.i);
         for (int i = names.Length; i < 256; i++) specials[$"<|reserved_special_token_{i - 9}|>"] = ranked + i;
         try
         {
-            using var stream = File.OpenRead(path);
+            using var stream = new MemoryStream(content);
             var tokenizer = TiktokenTokenizer.Create(stream, new RegexPreTokenizer(new Regex(Pattern, RegexOptions.Compiled), specials), normalizer: null, specialTokens: specials);
             return new Llama3TiktokenTokenizer(tokenizer, specials["<|begin_of_text|>"], specials["<|end_of_text|>"]);
         }
         catch (Exception e) when (e is FormatException or ArgumentException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: not a tiktoken rank file ({e.Message}).", e);
+            throw new InvalidDataException($"{source}: not a tiktoken rank file ({e.Message}).", e);
         }
     }
 
@@ -62,20 +85,9 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
     public int[] Encode(string text, bool addBos)
     {
         var ids = _tokenizer.EncodeToIds(text);
-        return addBos ? [BosId, .. ids] : [.. ids];
+        return addBos ? [_bos, .. ids] : [.. ids];
     }
 
     /// <inheritdoc/>
-    public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids.Where(i => i < BosId));
-}
-
-/// <summary>Opens a LLaMA <c>tokenizer.model</c> of either kind.</summary>
-public static class CausalTokenizers
-{
-    /// <summary>A tiktoken rank file (LLaMA-3) or a SentencePiece model (LLaMA-1/2), told apart by content.</summary>
-    public static ICausalTokenizer Load(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found.", path);
-        return Llama3TiktokenTokenizer.IsTiktokenFile(path) ? Llama3TiktokenTokenizer.Load(path) : LlamaSentencePieceTokenizer.Load(path);
-    }
+    public string Decode(IEnumerable<int> ids) => _tokenizer.Decode(ids.Where(i => i < _bos));
 }

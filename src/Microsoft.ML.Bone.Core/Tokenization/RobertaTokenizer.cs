@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.ML.Bone.Tasks;
 using Microsoft.ML.Tokenizers;
 
 namespace Microsoft.ML.Bone.Tokenization;

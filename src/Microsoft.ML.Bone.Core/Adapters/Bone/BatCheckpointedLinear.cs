@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>
 /// y = x·(W + ΔW(W, B))ᵀ + b with W' rebuilt in the backward pass, so no layer keeps its [out, in] merged weight

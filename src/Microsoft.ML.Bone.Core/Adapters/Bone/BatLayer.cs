@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>
 /// Bat on one linear layer: trainable <c>bone_block</c> of r×r blocks; the layer runs in float32 on

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>
 /// Bat's update in closed form. W is cut into r×r blocks W_ij (i: output block, j: input block) and each gets

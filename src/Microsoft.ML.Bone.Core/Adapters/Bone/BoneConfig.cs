@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>Which block-affine layer <see cref="BoneConfig"/> builds.</summary>
 public enum BoneVariant

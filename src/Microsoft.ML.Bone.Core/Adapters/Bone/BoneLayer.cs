@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>Bone on one linear layer: trainable <c>bone_block</c> (r, out), y = base(x) + ChunkSum(x)·bone.</summary>
 public sealed class BoneLayer : LayerAdapter

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>
 /// Bone's update in closed form. The input is split into ceil(in/r) consecutive chunks of r features (the last one

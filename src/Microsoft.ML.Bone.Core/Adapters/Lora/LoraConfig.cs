@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Lora;
 
 /// <summary>How LoRA's A and B start.</summary>
 public enum LoraInit

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Lora;
 
 /// <summary>LoRA initialisations: PEFT's default and Gaussian, PiSSA (exact or randomized SVD) and OLoRA (QR).</summary>
 internal static class LoraInitializer
@@ -44,7 +44,8 @@ internal static class LoraInitializer
         }
         lora.lora_A.weight.copy_(a);
         lora.lora_B.weight.copy_(b);
-        ApplyResidual(lora, layer, a, b);
+        // The base becomes the residual only when the whole injection has succeeded (LoraLayer.Commit).
+        lora.PendingResidual = (a.DetachFromDisposeScope(), b.DetachFromDisposeScope());
     }
 
     /// <summary>W ← W − scale·B₀·A₀ and remembers A₀, B₀; the same arithmetic at initialisation and when a saved model is restored.</summary>

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.Adapters;
+namespace Microsoft.ML.Bone.Adapters.Lora;
 
 /// <summary>LoRA on one linear layer: y = base(x) + scale·B(A(dropout(x))), A = <c>lora_A</c> (r, in), B = <c>lora_B</c> (out, r).</summary>
 public sealed class LoraLayer : LayerAdapter
@@ -13,7 +13,7 @@ public sealed class LoraLayer : LayerAdapter
     /// <summary>Up projection, weight (out_features, r), float32.</summary>
     public Linear lora_B;
 
-    private readonly Dropout? _dropout;
+    private readonly Nn.Dropout? _dropout;
 
     /// <summary>
     /// Creates A and B for <paramref name="layer"/> as <paramref name="config"/> says. PiSSA and OLoRA also
@@ -27,7 +27,7 @@ public sealed class LoraLayer : LayerAdapter
         Device device = layer.weight.device;
         lora_A = nn.Linear(layer.InFeatures, config.R, hasBias: false, device: device, dtype: ScalarType.Float32);
         lora_B = nn.Linear(config.R, layer.OutFeatures, hasBias: false, device: device, dtype: ScalarType.Float32);
-        if (config.Dropout > 0) _dropout = nn.Dropout(config.Dropout);
+        if (config.Dropout > 0) _dropout = new Nn.Dropout(config.Dropout);
         RegisterComponents();
         LoraInitializer.Initialize(this, layer, config);
     }
@@ -43,6 +43,19 @@ public sealed class LoraLayer : LayerAdapter
     /// that must apply to the original W is written as the rank-2r LoRA [A; A₀], [B, −B₀].
     /// </summary>
     public (Tensor A, Tensor B)? InitialFactors { get; internal set; }
+
+    /// <summary>PiSSA / OLoRA: the factors whose product leaves the base weight at <see cref="Commit"/>.</summary>
+    internal (Tensor A, Tensor B)? PendingResidual { get; set; }
+
+    /// <inheritdoc/>
+    internal override void Commit(AdaptableLinear layer)
+    {
+        if (PendingResidual is not { } pending) return;
+        LoraInitializer.ApplyResidual(this, layer, pending.A, pending.B);
+        pending.A.Dispose();
+        pending.B.Dispose();
+        PendingResidual = null;
+    }
 
     /// <summary>
     /// Restores PiSSA / OLoRA initial factors saved with a model. With <paramref name="applyResidual"/> a freshly

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Bone.Models.Llama;
 
 /// <summary>Keys and values of every layer for the tokens seen so far ([B, kv_heads, S, head_dim] each).</summary>
-public sealed class KeyValueCache : IDisposable
+public sealed class KeyValueCache : IGenerationCache
 {
     private readonly Tensor?[] _keys, _values;
 

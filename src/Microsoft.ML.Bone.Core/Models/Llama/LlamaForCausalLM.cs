@@ -1,16 +1,19 @@
 using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.IO;
+using Microsoft.ML.Bone.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.Models.Llama;
 
-// LLaMA as Hugging Face transformers implements it, field names equal to the checkpoint keys. Every projection is an
-// AdaptableLinear so adapters can be injected by PEFT module names (q_proj … down_proj).
+// The LLaMA family (LLaMA-1/2/3, Mistral, Qwen2) as Hugging Face transformers implements it, field names equal to the
+// checkpoint keys. Every projection is an AdaptableLinear so adapters can be injected by PEFT module names
+// (q_proj … down_proj). Attention goes through libtorch's fused scaled_dot_product_attention; the eager form stays as
+// the readable reference (AttentionImplementation.Eager).
 
-/// <summary>LLaMA decoder with the language-model head.</summary>
-public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
+/// <summary>LLaMA-family decoder with the language-model head.</summary>
+public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 {
     /// <summary>The decoder.</summary>
     public readonly LlamaModel model;
@@ -18,55 +21,104 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     /// <summary>The output projection; null when tied to the token embeddings.</summary>
     public readonly AdaptableLinear? lm_head;
 
-    /// <summary>Builds the model with transformers' initialisation (N(0, 0.02) weights).</summary>
-    public LlamaForCausalLM(LlamaConfig config) : base(nameof(LlamaForCausalLM))
+    /// <summary>Builds the model; with the default placement, weights get transformers' initialisation (N(0, 0.02)).</summary>
+    public LlamaForCausalLM(LlamaConfig config, ParameterPlacement? placement = null) : base(nameof(LlamaForCausalLM))
     {
+        placement ??= ParameterPlacement.Default;
         Config = config;
-        model = new LlamaModel(config);
-        if (!config.TieWordEmbeddings) lm_head = new AdaptableLinear(config.HiddenSize, config.VocabSize, hasBias: false);
+        model = new LlamaModel(config, placement);
+        if (!config.TieWordEmbeddings) lm_head = new AdaptableLinear(config.HiddenSize, config.VocabSize, hasBias: false, placement: placement, std: 0.02);
         RegisterComponents();
-        using var noGrad = no_grad();
-        foreach (var (name, p) in named_parameters())
-            if (p.ndim == 2) nn.init.normal_(p, 0, 0.02);
     }
 
     /// <summary>The configuration.</summary>
     public LlamaConfig Config { get; }
 
+    /// <inheritdoc/>
+    public nn.Module Module => this;
+
+    /// <inheritdoc/>
+    public string ModelType => Config.ModelType;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> DefaultTargetModules => LlamaConfig.AllProjections;
+
+    /// <inheritdoc/>
+    public int VocabSize => Config.VocabSize;
+
+    /// <inheritdoc/>
+    public int MaxSequenceLength => Config.MaxPositionEmbeddings;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<int> EosTokenIds => Config.EosTokenIds;
+
+    /// <inheritdoc/>
+    public bool GradientCheckpointing { get => model.GradientCheckpointing; set => model.GradientCheckpointing = value; }
+
+    /// <inheritdoc/>
+    public AttentionImplementation Attention
+    {
+        get => model.layers[0].self_attn.Implementation;
+        set { foreach (LlamaDecoderLayer layer in model.layers) layer.self_attn.Implementation = value; }
+    }
+
     /// <summary>Logits [B, T, V] for ids [B, T] with no padding and no cache.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(inputIds);
 
-    /// <summary>
-    /// Logits [B, T, V]. <paramref name="attentionMask"/> [B, past + T] marks real tokens (1) and padding (0);
-    /// <paramref name="positionIds"/> [B, T] default to past … past + T − 1; <paramref name="cache"/> receives this
-    /// step's keys and values.
-    /// </summary>
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
+    /// <inheritdoc/>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, IGenerationCache? cache = null, int logitsToKeep = 0)
     {
-        Tensor hidden = model.Forward(inputIds, attentionMask, positionIds, cache);
-        return lm_head is null ? nn.functional.linear(hidden, model.embed_tokens.weight!) : lm_head.call(hidden);
+        if (cache is not null and not KeyValueCache) throw new ArgumentException($"A {ModelType} model needs the cache from its own NewCache().", nameof(cache));
+        Tensor hidden = model.Forward(inputIds, attentionMask, positionIds, (KeyValueCache?)cache);   // [B, T, H]
+        if (logitsToKeep > 0 && logitsToKeep < hidden.shape[1]) hidden = hidden.narrow(1, hidden.shape[1] - logitsToKeep, logitsToKeep);
+        return lm_head is null ? nn.functional.linear(hidden, model.embed_tokens.weight) : lm_head.call(hidden);
     }
 
+    /// <inheritdoc/>
+    public IGenerationCache NewCache() => new KeyValueCache(Config.NumHiddenLayers);
+
+    /// <inheritdoc/>
+    public string ConfigJson() => Config.ToJson();
+
     /// <summary>
-    /// Loads a Hugging Face <c>LlamaForCausalLM</c> (or bare <c>LlamaModel</c>) directory, single file or sharded.
-    /// Weights keep <paramref name="dtype"/>; pass null to keep the checkpoint's own.
+    /// Loads a Hugging Face <c>LlamaForCausalLM</c> / <c>MistralForCausalLM</c> / <c>Qwen2ForCausalLM</c> (or bare
+    /// base-model) directory, single file or sharded. The configuration is checked against the checkpoint's shapes
+    /// before anything is allocated; the model is then built uninitialised in the target dtype and device and each
+    /// tensor is read once straight into it.
     /// </summary>
-    public static LlamaForCausalLM FromPretrained(string directory, ScalarType? dtype = ScalarType.Float32, Device? device = null)
+    public static LlamaForCausalLM FromPretrained(string directory, ModelLoadOptions? options = null)
     {
+        options ??= ModelLoadOptions.Default;
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found.");
         LlamaConfig config = LlamaConfig.Load(directory);
         using var checkpoint = SafetensorsCheckpoint.Open(directory);
         bool bare = !checkpoint.Contains("model.embed_tokens.weight") && checkpoint.Contains("embed_tokens.weight");
-        ScalarType target = dtype ?? checkpoint.Entry(bare ? "embed_tokens.weight" : "model.embed_tokens.weight").DType.ToScalarType();
-        var model = new LlamaForCausalLM(config);
-        if (target != ScalarType.Float32) model.to(target);
-        ModuleWeights.Load(model, checkpoint, name => bare && name.StartsWith("model.", StringComparison.Ordinal) ? name["model.".Length..] : name);
-        if (device is not null) model.to(device);
-        model.eval();
-        return model;
+        string embeddings = bare ? "embed_tokens.weight" : "model.embed_tokens.weight";
+        if (!checkpoint.Contains(embeddings)) throw new InvalidDataException($"{checkpoint.Description}: no 'model.embed_tokens.weight'; this is not a {config.ModelType} checkpoint.");
+        ScalarType dtype = options.DType ?? checkpoint.Entry(embeddings).DType.ToScalarType();
+        Func<string, string?> rename = name => bare && name.StartsWith("model.", StringComparison.Ordinal) ? name["model.".Length..] : name;
+
+        using (var shapes = new LlamaForCausalLM(config, ParameterPlacement.ShapesOnly(dtype)))
+            ModuleWeights.CheckShapes(shapes, checkpoint, rename);
+        var loaded = new LlamaForCausalLM(config, ParameterPlacement.ForLoading(dtype, options.Device));
+        try
+        {
+            IReadOnlyList<string> unused = ModuleWeights.Load(loaded, checkpoint, rename, fingerprint: options.Fingerprint);
+            string layers = bare ? "layers." : "model.layers.";
+            if (unused.FirstOrDefault(n => n.StartsWith(layers, StringComparison.Ordinal)) is { } extra)
+                throw new InvalidDataException($"{checkpoint.Description}: tensor '{extra}' belongs to a layer beyond the {config.NumHiddenLayers} that config.json's num_hidden_layers gives.");
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+        options.Fingerprint?.AddFile(Path.Combine(directory, "config.json"));
+        loaded.eval();
+        return loaded;
     }
 
-    /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (HF names) to <paramref name="directory"/>.</summary>
+    /// <inheritdoc/>
     public void SaveConfigAndWeights(string directory)
     {
         Directory.CreateDirectory(directory);
@@ -79,7 +131,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
 public sealed class LlamaModel : nn.Module<Tensor, Tensor>
 {
     /// <summary>Token embeddings.</summary>
-    public readonly Embedding embed_tokens;
+    public readonly Nn.Embedding embed_tokens;
     /// <summary>The layers.</summary>
     public readonly ModuleList<LlamaDecoderLayer> layers;
     /// <summary>Final normalisation.</summary>
@@ -87,14 +139,17 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
     private readonly LlamaConfig _config;
 
     /// <summary>Builds the decoder.</summary>
-    public LlamaModel(LlamaConfig config) : base(nameof(LlamaModel))
+    public LlamaModel(LlamaConfig config, ParameterPlacement placement) : base(nameof(LlamaModel))
     {
         _config = config;
-        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
-        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, i)).ToArray());
-        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        embed_tokens = new Nn.Embedding(config.VocabSize, config.HiddenSize, placement, std: 0.02);
+        layers = new ModuleList<LlamaDecoderLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(i => new LlamaDecoderLayer(config, i, placement)).ToArray());
+        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, placement);
         RegisterComponents();
     }
+
+    /// <summary>Recompute each decoder layer in the backward pass (training only; the cache is not used then).</summary>
+    public bool GradientCheckpointing { get; set; }
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor inputIds) => Forward(inputIds);
@@ -103,23 +158,36 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KeyValueCache? cache = null)
     {
         long b = inputIds.shape[0], t = inputIds.shape[1], past = cache?.Length ?? 0;
-        Tensor hidden = embed_tokens.call(inputIds);
+        Tensor hidden = embed_tokens.call(inputIds);                                                        // [B, T, H]
         positionIds ??= arange(past, past + t, dtype: ScalarType.Int64, device: inputIds.device).unsqueeze(0).expand(b, t);
-        var (cos, sin) = RotaryEmbedding.CosSin(_config, positionIds, hidden.dtype);
-        Tensor mask = CausalMask(b, t, past, attentionMask, hidden.dtype, inputIds.device);
-        for (int i = 0; i < layers.Count; i++) hidden = layers[i].Forward(hidden, cos, sin, mask, cache);
+        var (cos, sin) = RotaryEmbedding.CosSin(_config, positionIds, hidden.dtype);                       // [B, 1, T, D]
+        var masks = new Dictionary<int, Tensor?>();
+        bool checkpoint = GradientCheckpointing && training && is_grad_enabled() && cache is null;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            int window = _config.WindowOf(i) ?? 0;
+            if (!masks.TryGetValue(window, out Tensor? mask)) masks[window] = mask = Mask(b, t, past, attentionMask, window, hidden.dtype, inputIds.device);
+            LlamaDecoderLayer layer = layers[i];
+            hidden = checkpoint
+                ? GradientCheckpoint.Run(layer, hidden, h => layer.Forward(h, cos, sin, mask, null))
+                : layer.Forward(hidden, cos, sin, mask, cache);
+        }
         return norm.call(hidden);
     }
 
-    // allowed(i, j) ⇔ j ≤ past + i and attention_mask[j] = 1; additive 0 / most negative value, [B, 1, T, past + T].
-    private static Tensor CausalMask(long b, long t, long past, Tensor? attentionMask, ScalarType dtype, Device device)
+    // Additive mask [B, 1, T, past + T]: query i (cache position past + i) may see key j when j ≤ past + i, j is a real
+    // token, and (with a window) past + i − j < window. Null when plain causal attention is exactly that.
+    private static Tensor? Mask(long b, long t, long past, Tensor? attentionMask, int window, ScalarType dtype, Device device)
     {
+        if (attentionMask is null && window == 0 && (past == 0 || t == 1)) return null;
         long s = past + t;
         Tensor query = arange(past, s, device: device).unsqueeze(1);
         Tensor key = arange(0, s, device: device).unsqueeze(0);
-        Tensor allowed = key.le(query).unsqueeze(0).unsqueeze(0).expand(b, 1, t, s);
+        Tensor allowed = key.le(query);
+        if (window > 0) allowed = allowed.logical_and((query - key).lt(window));
+        allowed = allowed.unsqueeze(0).unsqueeze(0);
         if (attentionMask is not null) allowed = allowed.logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2));
-        return zeros([b, 1, t, s], dtype: dtype, device: device).masked_fill(allowed.logical_not(), torch.finfo(dtype).min);
+        return zeros([allowed.shape[0], 1, t, s], dtype: dtype, device: device).masked_fill(allowed.logical_not(), torch.finfo(dtype).min);
     }
 }
 
@@ -136,17 +204,17 @@ public sealed class LlamaDecoderLayer : nn.Module
     public readonly LlamaMLP mlp;
 
     /// <summary>Builds layer <paramref name="index"/>.</summary>
-    public LlamaDecoderLayer(LlamaConfig config, int index) : base(nameof(LlamaDecoderLayer))
+    public LlamaDecoderLayer(LlamaConfig config, int index, ParameterPlacement placement) : base(nameof(LlamaDecoderLayer))
     {
-        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
-        self_attn = new LlamaAttention(config, index);
-        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
-        mlp = new LlamaMLP(config);
+        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, placement);
+        self_attn = new LlamaAttention(config, index, placement);
+        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps, placement);
+        mlp = new LlamaMLP(config, placement);
         RegisterComponents();
     }
 
-    /// <summary>The block's output.</summary>
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor mask, KeyValueCache? cache)
+    /// <summary>The block's output [B, T, H].</summary>
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
     {
         hidden = hidden + self_attn.Forward(input_layernorm.call(hidden), cos, sin, mask, cache);
         return hidden + mlp.call(post_attention_layernorm.call(hidden));
@@ -167,26 +235,29 @@ public sealed class LlamaAttention : nn.Module
     private readonly int _heads, _kvHeads, _headDim, _layer;
 
     /// <summary>Builds the projections.</summary>
-    public LlamaAttention(LlamaConfig config, int layer) : base(nameof(LlamaAttention))
+    public LlamaAttention(LlamaConfig config, int layer, ParameterPlacement placement) : base(nameof(LlamaAttention))
     {
         (_heads, _kvHeads, _headDim, _layer) = (config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, layer);
-        q_proj = new AdaptableLinear(config.HiddenSize, _heads * _headDim, config.AttentionBias);
-        k_proj = new AdaptableLinear(config.HiddenSize, _kvHeads * _headDim, config.AttentionBias);
-        v_proj = new AdaptableLinear(config.HiddenSize, _kvHeads * _headDim, config.AttentionBias);
-        o_proj = new AdaptableLinear(_heads * _headDim, config.HiddenSize, config.AttentionBias);
+        q_proj = new AdaptableLinear(config.HiddenSize, _heads * _headDim, config.QkvBias, placement, std: 0.02);
+        k_proj = new AdaptableLinear(config.HiddenSize, _kvHeads * _headDim, config.QkvBias, placement, std: 0.02);
+        v_proj = new AdaptableLinear(config.HiddenSize, _kvHeads * _headDim, config.QkvBias, placement, std: 0.02);
+        o_proj = new AdaptableLinear(_heads * _headDim, config.HiddenSize, config.OutputBias, placement, std: 0.02);
         RegisterComponents();
     }
 
+    /// <summary>Fused (default) or eager attention.</summary>
+    public AttentionImplementation Implementation { get; set; }
+
     /// <summary>Attention output [B, T, H].</summary>
-    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor mask, KeyValueCache? cache)
+    public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, Tensor? mask, KeyValueCache? cache)
     {
         long b = hidden.shape[0], t = hidden.shape[1];
-        Tensor q = q_proj.call(hidden).view(b, t, _heads, _headDim).transpose(1, 2);
-        Tensor k = k_proj.call(hidden).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        Tensor v = v_proj.call(hidden).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        Tensor q = q_proj.call(hidden).view(b, t, _heads, _headDim).transpose(1, 2);     // [B, H, T, D]
+        Tensor k = k_proj.call(hidden).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, KV, T, D]
+        Tensor v = v_proj.call(hidden).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, KV, T, D]
         q = RotaryEmbedding.Apply(q, cos, sin);
         k = RotaryEmbedding.Apply(k, cos, sin);
-        if (cache is not null) (k, v) = cache.Append(_layer, k, v);
+        if (cache is not null) (k, v) = cache.Append(_layer, k, v);                      // [B, KV, S, D]
         // Query head h reads key/value head h / (heads / kv_heads).
         int groups = _heads / _kvHeads;
         if (groups > 1)
@@ -194,10 +265,8 @@ public sealed class LlamaAttention : nn.Module
             k = k.repeat_interleave(groups, 1);
             v = v.repeat_interleave(groups, 1);
         }
-        Tensor scores = q.matmul(k.transpose(2, 3)) * (1 / Math.Sqrt(_headDim)) + mask;
-        Tensor probabilities = scores.to(ScalarType.Float32).softmax(-1).to(q.dtype);
-        Tensor context = probabilities.matmul(v).transpose(1, 2).reshape(b, t, _heads * _headDim);
-        return o_proj.call(context);
+        Tensor context = Nn.Attention.Compute(Implementation, q, k, v, mask, causal: t > 1);  // [B, H, T, D]
+        return o_proj.call(context.transpose(1, 2).reshape(b, t, _heads * _headDim));
     }
 }
 
@@ -212,11 +281,11 @@ public sealed class LlamaMLP : nn.Module<Tensor, Tensor>
     public readonly AdaptableLinear down_proj;
 
     /// <summary>Builds the MLP.</summary>
-    public LlamaMLP(LlamaConfig config) : base(nameof(LlamaMLP))
+    public LlamaMLP(LlamaConfig config, ParameterPlacement placement) : base(nameof(LlamaMLP))
     {
-        gate_proj = new AdaptableLinear(config.HiddenSize, config.IntermediateSize, config.MlpBias);
-        up_proj = new AdaptableLinear(config.HiddenSize, config.IntermediateSize, config.MlpBias);
-        down_proj = new AdaptableLinear(config.IntermediateSize, config.HiddenSize, config.MlpBias);
+        gate_proj = new AdaptableLinear(config.HiddenSize, config.IntermediateSize, config.MlpBias, placement, std: 0.02);
+        up_proj = new AdaptableLinear(config.HiddenSize, config.IntermediateSize, config.MlpBias, placement, std: 0.02);
+        down_proj = new AdaptableLinear(config.IntermediateSize, config.HiddenSize, config.MlpBias, placement, std: 0.02);
         RegisterComponents();
     }
 
@@ -232,9 +301,10 @@ public sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
     private readonly double _eps;
 
     /// <summary>Builds the norm with unit gain.</summary>
-    public LlamaRMSNorm(int size, double eps) : base(nameof(LlamaRMSNorm))
+    public LlamaRMSNorm(int size, double eps, ParameterPlacement placement) : base(nameof(LlamaRMSNorm))
     {
-        weight = new Parameter(ones(size));
+        weight = new Parameter(placement.Empty(size));
+        if (placement.Initialize) using (no_grad()) weight.fill_(1);
         _eps = eps;
         RegisterComponents();
     }

@@ -40,7 +40,8 @@ public static class RotaryEmbedding
     /// <summary>cos and sin [B, 1, T, head_dim] for position ids [B, T], in <paramref name="dtype"/>.</summary>
     public static (Tensor Cos, Tensor Sin) CosSin(LlamaConfig config, Tensor positionIds, ScalarType dtype)
     {
-        long maxPosition = positionIds.numel() == 0 ? 0 : positionIds.max().item<long>();
+        // Only dynamic NTK depends on the length; reading the largest position costs a device sync, so only then.
+        long maxPosition = config.RopeScaling is { Type: "dynamic" } && positionIds.numel() > 0 ? positionIds.max().item<long>() : 0;
         Tensor inv = tensor(InverseFrequencies(config, maxPosition).Select(f => (float)f).ToArray(), device: positionIds.device);
         Tensor angles = positionIds.to(ScalarType.Float32).unsqueeze(-1) * inv;   // [B, T, d/2]
         Tensor emb = cat([angles, angles], -1).unsqueeze(1);                       // [B, 1, T, d]

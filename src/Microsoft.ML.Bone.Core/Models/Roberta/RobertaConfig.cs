@@ -50,26 +50,29 @@ public sealed record RobertaConfig
         if (act != "gelu") throw c.Error("hidden_act", $"is \"{act}\"; only the exact (erf) \"gelu\" of RoBERTa is supported");
         string positions = c.String("position_embedding_type", "absolute");
         if (positions != "absolute") throw c.Error("position_embedding_type", $"is \"{positions}\"; only \"absolute\" is supported");
+        int vocab = c.Int("vocab_size", null, 1, ConfigLimits.Vocabulary);
         var config = new RobertaConfig
         {
-            VocabSize = c.Int("vocab_size", 50265),
-            HiddenSize = c.Int("hidden_size", 768),
-            NumHiddenLayers = c.Int("num_hidden_layers", 12),
-            NumAttentionHeads = c.Int("num_attention_heads", 12),
-            IntermediateSize = c.Int("intermediate_size", 3072),
-            HiddenDropoutProb = c.Double("hidden_dropout_prob", 0.1),
-            AttentionProbsDropoutProb = c.Double("attention_probs_dropout_prob", 0.1),
-            MaxPositionEmbeddings = c.Int("max_position_embeddings", 512),
-            TypeVocabSize = c.Int("type_vocab_size", 2),
-            LayerNormEps = c.Double("layer_norm_eps", 1e-12),
-            PadTokenId = c.Int("pad_token_id", 1),
-            ClassifierDropout = c.Has("classifier_dropout") ? c.Double("classifier_dropout") : null,
-            InitializerRange = c.Double("initializer_range", 0.02),
+            VocabSize = vocab,
+            HiddenSize = c.Int("hidden_size", null, 1, ConfigLimits.Width),
+            NumHiddenLayers = c.Int("num_hidden_layers", null, 1, ConfigLimits.Layers),
+            NumAttentionHeads = c.Int("num_attention_heads", null, 1, ConfigLimits.Heads),
+            IntermediateSize = c.Int("intermediate_size", null, 1, ConfigLimits.IntermediateWidth),
+            HiddenDropoutProb = Probability(c, "hidden_dropout_prob", 0.1),
+            AttentionProbsDropoutProb = Probability(c, "attention_probs_dropout_prob", 0.1),
+            MaxPositionEmbeddings = c.Int("max_position_embeddings", 512, 1, ConfigLimits.Positions),
+            TypeVocabSize = c.Int("type_vocab_size", 2, 1, ConfigLimits.Vocabulary),
+            LayerNormEps = c.Double("layer_norm_eps", 1e-12, 0, 1),
+            PadTokenId = c.Int("pad_token_id", 1, 0, vocab - 1),
+            ClassifierDropout = c.Has("classifier_dropout") ? Probability(c, "classifier_dropout", null) : null,
+            InitializerRange = c.Double("initializer_range", 0.02, 0, 10),
             Labels = ReadLabels(c),
             ProblemType = c.Has("problem_type") ? c.String("problem_type") : null,
         };
         if (config.HiddenSize % config.NumAttentionHeads != 0)
             throw c.Error("num_attention_heads", $"({config.NumAttentionHeads}) must divide hidden_size ({config.HiddenSize})");
+        if (config.MaxPositionEmbeddings <= config.PadTokenId + 1)
+            throw c.Error("max_position_embeddings", $"({config.MaxPositionEmbeddings}) must exceed pad_token_id + 1 ({config.PadTokenId + 1}): RoBERTa's positions start after the padding index");
         return config;
     }
 
@@ -110,15 +113,22 @@ public sealed record RobertaConfig
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
+    private static double Probability(HfConfig c, string name, double? fallback)
+    {
+        double p = c.Double(name, fallback);
+        return p is >= 0 and < 1 ? p : throw c.Error(name, $"is {p}; a dropout probability must be in [0, 1)");
+    }
+
     private static IReadOnlyList<string> ReadLabels(HfConfig c)
     {
-        if (c.Json["id2label"] is not JsonObject map) return c.Has("num_labels") ? Enumerable.Range(0, c.Int("num_labels")).Select(i => $"LABEL_{i}").ToArray() : ["LABEL_0", "LABEL_1"];
+        if (c.Json["id2label"] is not JsonObject map) return c.Has("num_labels") ? Enumerable.Range(0, c.Int("num_labels", null, 1, ConfigLimits.Labels)).Select(i => $"LABEL_{i}").ToArray() : ["LABEL_0", "LABEL_1"];
+        if (map.Count > ConfigLimits.Labels) throw c.Error("id2label", $"has {map.Count} labels; at most {ConfigLimits.Labels} are supported");
         var labels = new string[map.Count];
         foreach (var (key, value) in map)
         {
             if (!int.TryParse(key, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int i) || i >= labels.Length || labels[i] is not null)
                 throw c.Error("id2label", $"must map the ids 0…{labels.Length - 1} once each, found key \"{key}\"");
-            labels[i] = value?.GetValue<string>() ?? throw c.Error("id2label", $"has a null name for id {i}");
+            labels[i] = value is JsonValue v && v.TryGetValue(out string? name) ? name : throw c.Error("id2label", $"must map id {i} to a string");
         }
         return labels;
     }

@@ -1,8 +1,9 @@
 using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.IO;
-using Microsoft.ML.Bone.Tasks;
+using Microsoft.ML.Bone.Nn;
 using TorchSharp;
 using TorchSharp.Modules;
+using Dropout = Microsoft.ML.Bone.Nn.Dropout;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.Models.Roberta;
@@ -10,6 +11,8 @@ namespace Microsoft.ML.Bone.Models.Roberta;
 // RoBERTa (Liu et al. 2019) as Hugging Face transformers implements it, one module per HF module and field names equal
 // to the checkpoint's keys, so loading is a name match. Every linear layer is an AdaptableLinear so adapters can be
 // injected by PEFT module names (query, key, value, attention.output.dense, intermediate.dense, output.dense).
+// Attention goes through libtorch's fused scaled_dot_product_attention, except while training with attention dropout,
+// where the eager form draws the dropout masks from the model's replayable random stream.
 
 /// <summary>RoBERTa encoder with the sentence-classification (or regression) head on the <c>&lt;s&gt;</c> token.</summary>
 public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor, Tensor>, ISequenceClassifier
@@ -20,14 +23,14 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
     /// <summary>dense → tanh → out_proj on the first token.</summary>
     public readonly RobertaClassificationHead classifier;
 
-    /// <summary>Builds the model with transformers' initialisation (N(0, initializer_range) weights, zero biases).</summary>
-    public RobertaForSequenceClassification(RobertaConfig config) : base(nameof(RobertaForSequenceClassification))
+    /// <summary>Builds the model; with the default placement, weights get transformers' initialisation (N(0, initializer_range), zero biases).</summary>
+    public RobertaForSequenceClassification(RobertaConfig config, ParameterPlacement? placement = null) : base(nameof(RobertaForSequenceClassification))
     {
+        placement ??= ParameterPlacement.Default;
         Config = config;
-        roberta = new RobertaModel(config);
-        classifier = new RobertaClassificationHead(config);
+        roberta = new RobertaModel(config, placement);
+        classifier = new RobertaClassificationHead(config, placement);
         RegisterComponents();
-        InitializeWeights(this, config.InitializerRange);
     }
 
     /// <summary>The configuration.</summary>
@@ -40,7 +43,29 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
     public nn.Module Module => this;
 
     /// <inheritdoc/>
+    public string ModelType => "roberta";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> DefaultTargetModules => AllProjections;
+
+    /// <inheritdoc/>
     public int NumLabels => Config.NumLabels;
+
+    /// <inheritdoc/>
+    public int VocabSize => Config.VocabSize;
+
+    /// <summary>Positions start after the padding index, so max_position_embeddings − pad − 1 tokens fit (512 for roberta-base).</summary>
+    public int MaxSequenceLength => Config.MaxPositionEmbeddings - Config.PadTokenId - 1;
+
+    /// <inheritdoc/>
+    public bool GradientCheckpointing { get => roberta.encoder.GradientCheckpointing; set => roberta.encoder.GradientCheckpointing = value; }
+
+    /// <inheritdoc/>
+    public AttentionImplementation Attention
+    {
+        get => roberta.encoder.layer[0].attention.self.Implementation;
+        set { foreach (RobertaLayer l in roberta.encoder.layer) l.attention.self.Implementation = value; }
+    }
 
     /// <inheritdoc/>
     public Tensor Logits(Tensor inputIds, Tensor attentionMask) => forward(inputIds, attentionMask);
@@ -51,11 +76,13 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
     /// <summary>
     /// Loads a Hugging Face RoBERTa directory: <c>RobertaForSequenceClassification</c>, or a plain
     /// <c>RobertaModel</c> / <c>RobertaForMaskedLM</c> (a new head of <paramref name="numLabels"/> outputs is
-    /// initialised). Keys with or without the <c>roberta.</c> prefix load; pooler, LM head and position-id buffers
-    /// are ignored.
+    /// initialised from torch's global generator). Keys with or without the <c>roberta.</c> prefix load; pooler, LM
+    /// head and position-id buffers are ignored. The configuration is checked against the checkpoint's shapes
+    /// before anything is allocated, and each tensor is read once straight into the model.
     /// </summary>
-    public static RobertaForSequenceClassification FromPretrained(string directory, int? numLabels = null, ScalarType dtype = ScalarType.Float32, Device? device = null)
+    public static RobertaForSequenceClassification FromPretrained(string directory, int? numLabels = null, ModelLoadOptions? options = null)
     {
+        options ??= ModelLoadOptions.Default;
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: model directory not found.");
         RobertaConfig config = RobertaConfig.Load(directory);
         using var checkpoint = SafetensorsCheckpoint.Open(directory);
@@ -73,21 +100,45 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
             config = config with { Labels = GenericLabels(n) };
         }
 
-        var model = new RobertaForSequenceClassification(config);
-        ModuleWeights.Load(model, checkpoint,
-            name => SourceName(checkpoint, bare ? name.StartsWith("roberta.", StringComparison.Ordinal) ? name["roberta.".Length..] : name : name),
-            optional: name => !hasHead && name.StartsWith("classifier.", StringComparison.Ordinal));
-        if (dtype != ScalarType.Float32) model.to(dtype);
-        if (device is not null) model.to(device);
+        string first = bare ? "embeddings.word_embeddings.weight" : "roberta.embeddings.word_embeddings.weight";
+        if (!checkpoint.Contains(first)) throw new InvalidDataException($"{checkpoint.Description}: no '{first}'; this is not a RoBERTa checkpoint.");
+        ScalarType dtype = options.DType ?? checkpoint.Entry(first).DType.ToScalarType();
+        Func<string, string?> rename = name => SourceName(checkpoint, bare ? name.StartsWith("roberta.", StringComparison.Ordinal) ? name["roberta.".Length..] : name : name);
+        Func<string, bool> optional = name => !hasHead && name.StartsWith("classifier.", StringComparison.Ordinal);
+        using (var shapes = new RobertaForSequenceClassification(config, ParameterPlacement.ShapesOnly(dtype)))
+            ModuleWeights.CheckShapes(shapes, checkpoint, rename, optional);
+        var model = new RobertaForSequenceClassification(config, ParameterPlacement.ForLoading(dtype, options.Device));
+        try
+        {
+            IReadOnlyList<string> unused = ModuleWeights.Load(model, checkpoint, rename, optional, options.Fingerprint);
+            string layers = bare ? "encoder.layer." : "roberta.encoder.layer.";
+            if (unused.FirstOrDefault(n => n.StartsWith(layers, StringComparison.Ordinal)) is { } extra)
+                throw new InvalidDataException($"{checkpoint.Description}: tensor '{extra}' belongs to a layer beyond the {config.NumHiddenLayers} that config.json's num_hidden_layers gives.");
+            if (!hasHead) model.classifier.Initialize(config.InitializerRange);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        options.Fingerprint?.AddFile(Path.Combine(directory, "config.json"));
         model.eval();
         return model;
     }
 
-    /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (HF names) to <paramref name="directory"/>.</summary>
-    public void SaveConfigAndWeights(string directory)
+    /// <inheritdoc/>
+    public string ConfigJson() => Config.ToJson();
+
+    /// <inheritdoc/>
+    public void SaveConfigAndWeights(string directory) => SaveConfigAndWeights(directory, null);
+
+    /// <inheritdoc/>
+    public void SaveConfigAndWeights(string directory, IReadOnlyList<string>? labelNames)
     {
+        if (labelNames is not null && labelNames.Count != NumLabels) throw new ArgumentException($"{labelNames.Count} label names for {NumLabels} outputs.", nameof(labelNames));
+        RobertaConfig config = labelNames is null ? Config : Config with { Labels = [.. labelNames] };
         Directory.CreateDirectory(directory);
-        AtomicFile.Write(Path.Combine(directory, "config.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(Config.ToJson())));
+        AtomicFile.Write(Path.Combine(directory, "config.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config.ToJson())));
         ModuleWeights.Save(this, Path.Combine(directory, SafetensorsCheckpoint.SingleFileName));
     }
 
@@ -101,28 +152,6 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
     }
 
     private static string[] GenericLabels(int n) => Enumerable.Range(0, n).Select(i => $"LABEL_{i}").ToArray();
-
-    private static void InitializeWeights(nn.Module module, double std)
-    {
-        using var noGrad = no_grad();
-        foreach (var (_, m) in module.named_modules())
-        {
-            switch (m)
-            {
-                case AdaptableLinear linear:
-                    nn.init.normal_(linear.weight, 0, std);
-                    if (linear.bias is not null) nn.init.zeros_(linear.bias);
-                    break;
-                case Embedding embedding:
-                    nn.init.normal_(embedding.weight!, 0, std);
-                    break;
-                case LayerNorm norm:
-                    nn.init.ones_(norm.weight!);
-                    nn.init.zeros_(norm.bias!);
-                    break;
-            }
-        }
-    }
 }
 
 /// <summary>The encoder: embeddings followed by post-LayerNorm transformer layers.</summary>
@@ -135,18 +164,18 @@ public sealed class RobertaModel : nn.Module<Tensor, Tensor, Tensor>
     public readonly RobertaEncoder encoder;
 
     /// <summary>Builds the encoder.</summary>
-    public RobertaModel(RobertaConfig config) : base(nameof(RobertaModel))
+    public RobertaModel(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaModel))
     {
-        embeddings = new RobertaEmbeddings(config);
-        encoder = new RobertaEncoder(config);
+        embeddings = new RobertaEmbeddings(config, placement);
+        encoder = new RobertaEncoder(config, placement);
         RegisterComponents();
     }
 
     /// <summary>Hidden states [B, T, H].</summary>
     public override Tensor forward(Tensor inputIds, Tensor attentionMask)
     {
-        Tensor hidden = embeddings.call(inputIds);
-        // Padded keys get the most negative value so softmax gives them no weight.
+        Tensor hidden = embeddings.call(inputIds);                                                          // [B, T, H]
+        // Padded keys get the most negative value so softmax gives them no weight.                          [B, 1, 1, T]
         Tensor additive = (1 - attentionMask.to(hidden.dtype)).unsqueeze(1).unsqueeze(2) * torch.finfo(hidden.dtype).min;
         return encoder.call(hidden, additive);
     }
@@ -156,24 +185,24 @@ public sealed class RobertaModel : nn.Module<Tensor, Tensor, Tensor>
 public sealed class RobertaEmbeddings : nn.Module<Tensor, Tensor>
 {
     /// <summary>Token embeddings.</summary>
-    public readonly Embedding word_embeddings;
+    public readonly Nn.Embedding word_embeddings;
     /// <summary>Position embeddings, indexed from padding_idx + 1.</summary>
-    public readonly Embedding position_embeddings;
+    public readonly Nn.Embedding position_embeddings;
     /// <summary>Token-type embeddings (RoBERTa uses type 0 only).</summary>
-    public readonly Embedding token_type_embeddings;
+    public readonly Nn.Embedding token_type_embeddings;
     /// <summary>Normalisation after the sum.</summary>
-    public readonly LayerNorm LayerNorm;
+    public readonly Nn.LayerNorm LayerNorm;
     private readonly Dropout dropout;
     private readonly long _padding;
 
     /// <summary>Builds the embeddings.</summary>
-    public RobertaEmbeddings(RobertaConfig config) : base(nameof(RobertaEmbeddings))
+    public RobertaEmbeddings(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaEmbeddings))
     {
-        word_embeddings = nn.Embedding(config.VocabSize, config.HiddenSize);
-        position_embeddings = nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize);
-        token_type_embeddings = nn.Embedding(config.TypeVocabSize, config.HiddenSize);
-        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        word_embeddings = new Nn.Embedding(config.VocabSize, config.HiddenSize, placement, config.InitializerRange);
+        position_embeddings = new Nn.Embedding(config.MaxPositionEmbeddings, config.HiddenSize, placement, config.InitializerRange);
+        token_type_embeddings = new Nn.Embedding(config.TypeVocabSize, config.HiddenSize, placement, config.InitializerRange);
+        LayerNorm = new Nn.LayerNorm(config.HiddenSize, config.LayerNormEps, placement);
+        dropout = new Dropout(config.HiddenDropoutProb);
         _padding = config.PadTokenId;
         RegisterComponents();
     }
@@ -204,16 +233,21 @@ public sealed class RobertaEncoder : nn.Module<Tensor, Tensor, Tensor>
     public readonly ModuleList<RobertaLayer> layer;
 
     /// <summary>Builds <c>num_hidden_layers</c> layers.</summary>
-    public RobertaEncoder(RobertaConfig config) : base(nameof(RobertaEncoder))
+    public RobertaEncoder(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaEncoder))
     {
-        layer = new ModuleList<RobertaLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new RobertaLayer(config)).ToArray());
+        layer = new ModuleList<RobertaLayer>(Enumerable.Range(0, config.NumHiddenLayers).Select(_ => new RobertaLayer(config, placement)).ToArray());
         RegisterComponents();
     }
+
+    /// <summary>Recompute each layer in the backward pass (training only).</summary>
+    public bool GradientCheckpointing { get; set; }
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor hidden, Tensor additiveMask)
     {
-        foreach (RobertaLayer l in layer) hidden = l.call(hidden, additiveMask);
+        bool checkpoint = GradientCheckpointing && training && is_grad_enabled();
+        foreach (RobertaLayer l in layer)
+            hidden = checkpoint ? GradientCheckpoint.Run(l, hidden, h => l.call(h, additiveMask)) : l.call(hidden, additiveMask);
         return hidden;
     }
 }
@@ -229,11 +263,11 @@ public sealed class RobertaLayer : nn.Module<Tensor, Tensor, Tensor>
     public readonly RobertaOutput output;
 
     /// <summary>Builds the layer.</summary>
-    public RobertaLayer(RobertaConfig config) : base(nameof(RobertaLayer))
+    public RobertaLayer(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaLayer))
     {
-        attention = new RobertaAttention(config);
-        intermediate = new RobertaIntermediate(config);
-        output = new RobertaOutput(config);
+        attention = new RobertaAttention(config, placement);
+        intermediate = new RobertaIntermediate(config, placement);
+        output = new RobertaOutput(config, placement);
         RegisterComponents();
     }
 
@@ -254,10 +288,10 @@ public sealed class RobertaAttention : nn.Module<Tensor, Tensor, Tensor>
     public readonly RobertaSelfOutput output;
 
     /// <summary>Builds the block.</summary>
-    public RobertaAttention(RobertaConfig config) : base(nameof(RobertaAttention))
+    public RobertaAttention(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaAttention))
     {
-        self = new RobertaSelfAttention(config);
-        output = new RobertaSelfOutput(config);
+        self = new RobertaSelfAttention(config, placement);
+        output = new RobertaSelfOutput(config, placement);
         RegisterComponents();
     }
 
@@ -278,26 +312,27 @@ public sealed class RobertaSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     private readonly int _heads, _headSize;
 
     /// <summary>Builds the projections.</summary>
-    public RobertaSelfAttention(RobertaConfig config) : base(nameof(RobertaSelfAttention))
+    public RobertaSelfAttention(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaSelfAttention))
     {
         _heads = config.NumAttentionHeads;
         _headSize = config.HiddenSize / config.NumAttentionHeads;
-        query = new AdaptableLinear(config.HiddenSize, config.HiddenSize);
-        key = new AdaptableLinear(config.HiddenSize, config.HiddenSize);
-        value = new AdaptableLinear(config.HiddenSize, config.HiddenSize);
-        dropout = nn.Dropout(config.AttentionProbsDropoutProb);
+        query = new AdaptableLinear(config.HiddenSize, config.HiddenSize, true, placement, config.InitializerRange);
+        key = new AdaptableLinear(config.HiddenSize, config.HiddenSize, true, placement, config.InitializerRange);
+        value = new AdaptableLinear(config.HiddenSize, config.HiddenSize, true, placement, config.InitializerRange);
+        dropout = new Dropout(config.AttentionProbsDropoutProb);
         RegisterComponents();
     }
+
+    /// <summary>Fused (default) or eager attention.</summary>
+    public AttentionImplementation Implementation { get; set; }
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor hidden, Tensor additiveMask)
     {
         long b = hidden.shape[0], t = hidden.shape[1];
-        Tensor Heads(AdaptableLinear projection) => projection.call(hidden).view(b, t, _heads, _headSize).transpose(1, 2);
-        Tensor q = Heads(query), k = Heads(key), v = Heads(value);
-        Tensor scores = q.matmul(k.transpose(-1, -2)) / Math.Sqrt(_headSize) + additiveMask;
-        Tensor probabilities = dropout.call(scores.softmax(-1));
-        return probabilities.matmul(v).transpose(1, 2).reshape(b, t, _heads * _headSize);
+        Tensor Heads(AdaptableLinear projection) => projection.call(hidden).view(b, t, _heads, _headSize).transpose(1, 2);   // [B, H, T, D]
+        Tensor context = Nn.Attention.Compute(Implementation, Heads(query), Heads(key), Heads(value), additiveMask, causal: false, dropout);
+        return context.transpose(1, 2).reshape(b, t, _heads * _headSize);
     }
 }
 
@@ -307,18 +342,19 @@ public sealed class RobertaSelfOutput : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Output projection.</summary>
     public readonly AdaptableLinear dense;
     /// <summary>Post-residual normalisation.</summary>
-    public readonly LayerNorm LayerNorm;
+    public readonly Nn.LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
     /// <summary>Builds the block.</summary>
-    public RobertaSelfOutput(RobertaConfig config) : base(nameof(RobertaSelfOutput))
+    public RobertaSelfOutput(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaSelfOutput))
     {
-        dense = new AdaptableLinear(config.HiddenSize, config.HiddenSize);
-        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dense = new AdaptableLinear(config.HiddenSize, config.HiddenSize, true, placement, config.InitializerRange);
+        LayerNorm = new Nn.LayerNorm(config.HiddenSize, config.LayerNormEps, placement);
+        dropout = new Dropout(config.HiddenDropoutProb);
         RegisterComponents();
     }
 
+    // Copied from RobertaOutput.forward (transformers keeps the two classes apart to mirror the checkpoint's names).
     /// <inheritdoc/>
     public override Tensor forward(Tensor hidden, Tensor residual) => LayerNorm.call(dropout.call(dense.call(hidden)) + residual);
 }
@@ -330,9 +366,9 @@ public sealed class RobertaIntermediate : nn.Module<Tensor, Tensor>
     public readonly AdaptableLinear dense;
 
     /// <summary>Builds the block.</summary>
-    public RobertaIntermediate(RobertaConfig config) : base(nameof(RobertaIntermediate))
+    public RobertaIntermediate(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaIntermediate))
     {
-        dense = new AdaptableLinear(config.HiddenSize, config.IntermediateSize);
+        dense = new AdaptableLinear(config.HiddenSize, config.IntermediateSize, true, placement, config.InitializerRange);
         RegisterComponents();
     }
 
@@ -346,15 +382,15 @@ public sealed class RobertaOutput : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Down-projection.</summary>
     public readonly AdaptableLinear dense;
     /// <summary>Post-residual normalisation.</summary>
-    public readonly LayerNorm LayerNorm;
+    public readonly Nn.LayerNorm LayerNorm;
     private readonly Dropout dropout;
 
     /// <summary>Builds the block.</summary>
-    public RobertaOutput(RobertaConfig config) : base(nameof(RobertaOutput))
+    public RobertaOutput(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaOutput))
     {
-        dense = new AdaptableLinear(config.IntermediateSize, config.HiddenSize);
-        LayerNorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
-        dropout = nn.Dropout(config.HiddenDropoutProb);
+        dense = new AdaptableLinear(config.IntermediateSize, config.HiddenSize, true, placement, config.InitializerRange);
+        LayerNorm = new Nn.LayerNorm(config.HiddenSize, config.LayerNormEps, placement);
+        dropout = new Dropout(config.HiddenDropoutProb);
         RegisterComponents();
     }
 
@@ -372,18 +408,29 @@ public sealed class RobertaClassificationHead : nn.Module<Tensor, Tensor>
     private readonly Dropout dropout;
 
     /// <summary>Builds the head.</summary>
-    public RobertaClassificationHead(RobertaConfig config) : base(nameof(RobertaClassificationHead))
+    public RobertaClassificationHead(RobertaConfig config, ParameterPlacement placement) : base(nameof(RobertaClassificationHead))
     {
-        dense = new AdaptableLinear(config.HiddenSize, config.HiddenSize);
-        out_proj = new AdaptableLinear(config.HiddenSize, config.NumLabels);
-        dropout = nn.Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
+        dense = new AdaptableLinear(config.HiddenSize, config.HiddenSize, true, placement, config.InitializerRange);
+        out_proj = new AdaptableLinear(config.HiddenSize, config.NumLabels, true, placement, config.InitializerRange);
+        dropout = new Dropout(config.ClassifierDropout ?? config.HiddenDropoutProb);
         RegisterComponents();
+    }
+
+    /// <summary>A new head for a checkpoint that has none: N(0, <paramref name="std"/>) weights, zero biases (transformers' rule).</summary>
+    public void Initialize(double std)
+    {
+        using var noGrad = no_grad();
+        foreach (AdaptableLinear linear in new[] { dense, out_proj })
+        {
+            nn.init.normal_(linear.weight, 0, std);
+            nn.init.zeros_(linear.bias!);
+        }
     }
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor hidden)
     {
-        Tensor first = dropout.call(hidden.select(1, 0));
-        return out_proj.call(dropout.call(dense.call(first).tanh()));
+        Tensor first = dropout.call(hidden.select(1, 0));                                  // [B, H]
+        return out_proj.call(dropout.call(dense.call(first).tanh()));                     // [B, labels]
     }
 }

@@ -1,9 +1,11 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Bone;
+using Microsoft.ML.Bone.Adapters.Lora;
+using Microsoft.ML.Bone.IO;
 
-namespace Microsoft.ML.Bone.IO;
+namespace Microsoft.ML.Bone.Adapters;
 
 /// <summary>What an <c>adapter_config.json</c> says: the adapter options plus PEFT's bookkeeping fields.</summary>
 /// <param name="Config">The adapter options (<see cref="BoneConfig"/> or <see cref="LoraConfig"/>).</param>

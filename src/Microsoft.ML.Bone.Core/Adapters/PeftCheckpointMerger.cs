@@ -1,8 +1,10 @@
-using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Bone;
+using Microsoft.ML.Bone.Adapters.Lora;
+using Microsoft.ML.Bone.IO;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.IO;
+namespace Microsoft.ML.Bone.Adapters;
 
 /// <summary>What <see cref="PeftCheckpointMerger.Merge"/> did.</summary>
 /// <param name="MergedWeights">Base tensors that received an adapter update.</param>

@@ -1,8 +1,10 @@
-using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Bone;
+using Microsoft.ML.Bone.Adapters.Lora;
+using Microsoft.ML.Bone.IO;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Bone.IO;
+namespace Microsoft.ML.Bone.Adapters;
 
 /// <summary>
 /// Hugging Face PEFT adapter folders: <c>adapter_config.json</c> + <c>adapter_model.safetensors</c> with PEFT's key
@@ -65,29 +67,28 @@ public static class PeftAdapterDirectory
     public static AdapterModel Load(nn.Module model, string directory)
     {
         var (config, tensors) = Read(directory);
-        AdapterModel adapted = AdapterModel.Inject(model, config.Config);
-        adapted.LoadPeftStateDict(tensors, Path.Combine(directory, WeightsFileName));
-        foreach (Tensor t in tensors.Values) t.Dispose();
-        return adapted;
+        try
+        {
+            AdapterModel adapted;
+            try { adapted = AdapterModel.Inject(model, config.Config); }
+            catch (ArgumentException e) { throw new InvalidDataException($"{Path.Combine(directory, PeftAdapterConfig.FileName)}: this adapter does not fit the model: {e.Message}", e); }
+            adapted.LoadPeftStateDict(tensors, Path.Combine(directory, WeightsFileName));
+            return adapted;
+        }
+        finally
+        {
+            foreach (Tensor t in tensors.Values) t.Dispose();
+        }
     }
 
     // W = W_res + s·B₀A₀, so W_res + s·BA = W + s·(BA − B₀A₀) = W + s'·[B, −B₀]·[A; A₀] with rank 2r and the same scale s.
     private static (AdapterConfig, List<KeyValuePair<string, Tensor>>) ConvertMutatedLora(AdapterModel model, LoraConfig lora)
     {
-        var converted = new LoraConfig
-        {
-            R = 2 * lora.R,
-            Alpha = lora.UseRsLora ? lora.Alpha * Math.Sqrt(2) : 2 * lora.Alpha,
-            UseRsLora = lora.UseRsLora,
-            Dropout = lora.Dropout,
-            TargetModules = lora.TargetModules,
-            TargetModulesRegex = lora.TargetModulesRegex,
-            ExcludeModules = lora.ExcludeModules,
-            ExcludeModulesRegex = lora.ExcludeModulesRegex,
-            LayersToTransform = lora.LayersToTransform,
-            LayersPattern = lora.LayersPattern,
-            ModulesToSave = lora.ModulesToSave,
-        };
+        var converted = (LoraConfig)lora.Clone();
+        converted.R = 2 * lora.R;
+        converted.Alpha = lora.UseRsLora ? lora.Alpha * Math.Sqrt(2) : 2 * lora.Alpha;
+        converted.Init = LoraInit.Default;
+        converted.PissaIterations = 0;
         var tensors = new List<KeyValuePair<string, Tensor>>();
         foreach (var (path, layer) in model.AdaptedLayers)
         {

@@ -1,0 +1,48 @@
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Bone.Nn;
+
+/// <summary>
+/// The random stream of a model's dropout layers. Each training run seeds its own, so two runs in one process never
+/// share torch's global generator, and a recomputed (gradient-checkpointed) layer can replay exactly the masks of
+/// its first pass by saving and restoring <see cref="GetState"/>. The generator follows the device of the tensors
+/// it is asked to serve.
+/// </summary>
+public sealed class RandomSource : IDisposable
+{
+    private ulong _seed;
+    private Generator? _generator;
+
+    /// <summary>A stream seeded with <paramref name="seed"/>.</summary>
+    public RandomSource(ulong seed) => _seed = seed;
+
+    /// <summary>The generator for tensors on <paramref name="device"/> (re-created from the seed when the device changes).</summary>
+    public Generator For(Device device)
+    {
+        if (_generator is null || _generator.device.type != device.type || _generator.device.index != device.index)
+        {
+            _generator?.Dispose();
+            _generator = new Generator(_seed, device);
+        }
+        return _generator;
+    }
+
+    /// <summary>The generator's state, or null before first use.</summary>
+    public Tensor? GetState() => _generator?.get_state();
+
+    /// <summary>Restores a state returned by <see cref="GetState"/>.</summary>
+    public void SetState(Tensor? state)
+    {
+        if (state is not null) _generator?.set_state(state);
+    }
+
+    /// <summary>Gives every <see cref="Dropout"/> inside <paramref name="module"/> (adapters included) this stream.</summary>
+    public void AttachTo(nn.Module module)
+    {
+        foreach (var (_, m) in module.named_modules())
+            if (m is Dropout dropout) dropout.Random = this;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose() => _generator?.Dispose();
+}

@@ -1,0 +1,46 @@
+namespace Microsoft.ML.Bone.Tokenization;
+
+/// <summary>Finds and opens the tokenizer of a causal LM by the files it has.</summary>
+public static class CausalTokenizers
+{
+    /// <summary>Every file a causal-LM tokenizer may consist of.</summary>
+    public static readonly IReadOnlyList<string> FileNames = ["tokenizer.model", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"];
+
+    /// <summary>
+    /// The tokenizer files for a model: those in <paramref name="tokenizerPath"/> (a file or a folder) when given, else
+    /// in the model folder (or next to a single-file model). Throws, naming the folder, when none is there.
+    /// </summary>
+    public static TokenizerFiles Locate(string modelPath, string? tokenizerPath)
+    {
+        if (tokenizerPath is not null && File.Exists(tokenizerPath))
+            return new TokenizerFiles(new Dictionary<string, byte[]> { [KindOf(tokenizerPath)] = File.ReadAllBytes(tokenizerPath) }, Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!);
+        string directory = tokenizerPath ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
+        if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: tokenizer folder not found.");
+        TokenizerFiles files = TokenizerFiles.FromDirectory(directory, FileNames);
+        if (!files.Has("tokenizer.model") && !(files.Has("vocab.json") && files.Has("merges.txt")))
+            throw new FileNotFoundException($"{directory}: no tokenizer found; a causal LM needs tokenizer.model (SentencePiece or tiktoken) or vocab.json + merges.txt (byte-level BPE). Set TokenizerPath to point at it.");
+        return files;
+    }
+
+    /// <summary>
+    /// Opens <paramref name="files"/>: <c>tokenizer.model</c> as LLaMA-3 tiktoken or SentencePiece (told apart by
+    /// content), otherwise <c>vocab.json</c> + <c>merges.txt</c> as a byte-level BPE with the model's
+    /// <paramref name="bos"/> / <paramref name="eos"/> ids.
+    /// </summary>
+    public static ICausalTokenizer Load(TokenizerFiles files, int? bos, int eos)
+    {
+        if (files.Has("tokenizer.model"))
+        {
+            byte[] model = files.Bytes("tokenizer.model");
+            string where = files.Describe("tokenizer.model");
+            return Llama3TiktokenTokenizer.IsTiktoken(model) ? Llama3TiktokenTokenizer.Load(model, where) : LlamaSentencePieceTokenizer.Load(model, where);
+        }
+        return ByteLevelBpeTokenizer.Load(files, bos, eos);
+    }
+
+    private static string KindOf(string path) => Path.GetFileName(path) switch
+    {
+        "vocab.json" or "merges.txt" => throw new ArgumentException($"TokenizerPath: '{path}' is one of two files; point at the folder holding vocab.json and merges.txt."),
+        _ => "tokenizer.model",
+    };
+}
