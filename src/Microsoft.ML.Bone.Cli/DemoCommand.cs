@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Bone;
 using Microsoft.ML.Bone.IO;
 using TorchSharp;
 using static TorchSharp.torch;

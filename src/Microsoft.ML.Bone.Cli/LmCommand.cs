@@ -25,8 +25,8 @@ internal static class LmCommand
         var maxRows = new Option<int>("--max-rows") { Description = "Use at most this many rows (0 = all)." };
         var maxNew = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 256 };
 
-        var model = new Option<string>("--model") { Description = "LLaMA directory (config.json, safetensors, tokenizer.model) or llama2.c .bin.", Required = true };
-        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.model, when not next to the model." };
+        var model = new Option<string>("--model") { Description = "Causal LM directory (LLaMA, Mistral, Qwen2: config.json, safetensors, tokenizer) or llama2.c .bin.", Required = true };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.model (or a folder with the tokenizer files), when not next to the model." };
         var trainFile = new Option<string>("--train") { Description = "Training JSONL.", Required = true };
         var adapter = new Option<AdapterKind>("--adapter") { DefaultValueFactory = _ => AdapterKind.Bone };
         var rank = new Option<int>("--rank");
@@ -36,7 +36,9 @@ internal static class LmCommand
         var maxLength = new Option<int>("--max-length") { DefaultValueFactory = _ => 512 };
         var zip = new Option<string>("--out") { Description = "Model zip to write.", Required = true };
         var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
-        var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, epochs, batch, lr, maxLength, maxNew, zip, plot };
+        var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each layer in the backward pass: far less memory, about a third more compute." };
+        var dtype = new Option<BaseDType>("--dtype") { Description = "Precision of the frozen base: Float32, BFloat16 or Float16.", DefaultValueFactory = _ => BaseDType.Float32 };
+        var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, epochs, batch, lr, maxLength, maxNew, zip, plot, checkpointing, dtype };
         train.SetAction(p => CommandErrors.Run("lm train", () =>
         {
             var ml = new MLContext(seed: 1);
@@ -45,6 +47,7 @@ internal static class LmCommand
             {
                 ModelPath = p.GetValue(model)!, TokenizerPath = p.GetValue(tokenizer), Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MaxEpochs = p.GetValue(epochs),
                 BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), MaxNewTokens = p.GetValue(maxNew),
+                GradientCheckpointing = p.GetValue(checkpointing), DType = p.GetValue(dtype),
             };
             BoneCausalLMTransformer fitted = TrainingDisplay.WithProgressBar(progress => { options.Progress = progress; return ml.Bone.CausalLM(options).Fit(data); });
             Console.WriteLine(fitted.ParameterSummary?.ToString() ?? "full fine-tuning");

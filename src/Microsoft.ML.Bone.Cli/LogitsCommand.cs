@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.IO;
 using Microsoft.ML.Bone.Models;
-using Microsoft.ML.Bone.Models.Roberta;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.Cli;
@@ -19,7 +19,7 @@ internal static class LogitsCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Hugging Face model directory (config.json + safetensors).", Required = true };
+        var model = new Option<string>("--model") { Description = "Model directory (config.json + safetensors; any registered architecture) or a supported single file.", Required = true };
         var adapter = new Option<string?>("--adapter") { Description = "Optional PEFT adapter directory, applied unmerged." };
         var ids = new Option<string>("--ids") { Description = "Comma-separated token ids of one sequence.", Required = true };
         var output = new Option<string>("--out") { Description = "Output safetensors file.", DefaultValueFactory = _ => "logits.safetensors" };
@@ -46,33 +46,20 @@ internal static class LogitsCommand
         return parts.Select(p => long.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out long id) ? id : throw new ArgumentException($"--ids: '{p}' is not a token id.")).ToArray();
     }
 
-    private static Tensor Forward(string directory, string? adapterDirectory, long[] tokens)
+    private static Tensor Forward(string path, string? adapterDirectory, long[] tokens)
     {
-        HfConfig config = HfConfig.Load(directory);
-        string modelType = config.String("model_type", "");
         using var noGrad = no_grad();
         Tensor ids = tensor(tokens).unsqueeze(0);
-        switch (modelType)
+        IPretrainedModel model = ModelRegistry.Load(path);
+        CheckVocabulary(tokens, model.VocabSize, model.MaxSequenceLength);
+        if (adapterDirectory is not null) PeftAdapterDirectory.Load(model.Module, adapterDirectory);
+        model.Module.eval();
+        return model switch
         {
-            case "roberta":
-            {
-                var model = RobertaForSequenceClassification.FromPretrained(directory);
-                CheckVocabulary(tokens, model.Config.VocabSize, model.Config.MaxPositionEmbeddings - model.Config.PadTokenId - 1);
-                if (adapterDirectory is not null) PeftAdapterDirectory.Load(model, adapterDirectory);
-                model.eval();
-                return model.call(ids, ones_like(ids))[0];
-            }
-            case "llama":
-            {
-                var model = Models.Llama.LlamaForCausalLM.FromPretrained(directory);
-                CheckVocabulary(tokens, model.Config.VocabSize, int.MaxValue);
-                if (adapterDirectory is not null) PeftAdapterDirectory.Load(model, adapterDirectory);
-                model.eval();
-                return model.call(ids)[0];
-            }
-            default:
-                throw new InvalidDataException($"{config.Source}: model_type \"{modelType}\" is not supported by bone logits (supported: roberta, llama).");
-        }
+            ISequenceClassifier classifier => classifier.Logits(ids, ones_like(ids))[0],
+            ICausalLanguageModel lm => lm.Forward(ids)[0],
+            _ => throw new InvalidOperationException($"{path}: a {model.ModelType} model has no logits to print."),
+        };
     }
 
     private static void CheckVocabulary(long[] tokens, int vocabulary, int maxLength)

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Microsoft.ML.Bone.IO;
+using Microsoft.ML.Bone.Adapters;
 
 namespace Microsoft.ML.Bone.Cli;
 

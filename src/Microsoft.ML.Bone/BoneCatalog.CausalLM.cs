@@ -49,10 +49,10 @@ public sealed partial class BoneCatalog
 
     private static CausalLMEvaluation Evaluate(CausalLMModel model, IDataView data, string? completionColumnName)
     {
-        var spec = model.Spec;
+        var spec = model.Settings;
         var pairs = CausalLMData.Read(data, spec.Prompt, spec.Response, "evaluation data", CancellationToken.None);
         var examples = pairs.Select(p => model.Encode(p.Prompt, p.Response)).ToList();
-        var (loss, tokens) = CausalLanguageModeling.Evaluate(model.Model, examples, model.Tokenizer.PadId, spec.MaxSequenceLength, spec.BatchSize);
+        var (loss, tokens) = CausalLanguageModeling.Evaluate(model.Model, examples, model.Tokenizer.PadId, model.Record.MaxSequenceLength, model.Record.BatchSize);
         double? accuracy = null;
         string completion = completionColumnName ?? spec.Completion;
         if (data.Schema.GetColumnOrNull(completion) is { Type: TextDataViewType } column)

@@ -51,6 +51,9 @@ public interface ICausalLanguageModel : IPretrainedModel
     /// <summary>Ids that end a sequence.</summary>
     IReadOnlyList<int> EosTokenIds { get; }
 
+    /// <summary>The id that starts a sequence, or null when the model uses none.</summary>
+    int? BosTokenId { get; }
+
     /// <summary>
     /// Logits [B, T', V] in float32 or the model's dtype, for ids [B, T]. <paramref name="attentionMask"/>
     /// [B, past + T] marks real tokens (1) and padding (0); <paramref name="positionIds"/> [B, T] default to

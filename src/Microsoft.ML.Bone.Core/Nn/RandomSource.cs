@@ -43,6 +43,13 @@ public sealed class RandomSource : IDisposable
             if (m is Dropout dropout) dropout.Random = this;
     }
 
+    /// <summary>Returns every <see cref="Dropout"/> inside <paramref name="module"/> to torch's global generator.</summary>
+    public static void DetachFrom(nn.Module module)
+    {
+        foreach (var (_, m) in module.named_modules())
+            if (m is Dropout dropout) dropout.Random = null;
+    }
+
     /// <inheritdoc/>
     public void Dispose() => _generator?.Dispose();
 }

@@ -11,9 +11,10 @@ public sealed class RobertaTokenizer : ISequenceTokenizer
 {
     private readonly Tokenizer _bpe;
 
-    private RobertaTokenizer(Tokenizer bpe, int bos, int eos, int pad, int unk)
+    private RobertaTokenizer(Tokenizer bpe, int bos, int eos, int pad, int unk, int idLimit)
     {
         _bpe = bpe;
+        IdLimit = idLimit;
         BosId = bos;
         EosId = eos;
         PadId = pad;
@@ -32,31 +33,44 @@ public sealed class RobertaTokenizer : ISequenceTokenizer
     /// <summary><c>&lt;unk&gt;</c>.</summary>
     public int UnkId { get; }
 
+    /// <summary>The files this tokenizer is made of.</summary>
+    public static readonly IReadOnlyList<string> FileNames = ["vocab.json", "merges.txt"];
+
     /// <summary>Loads <c>vocab.json</c> and <c>merges.txt</c> from a model directory.</summary>
     public static RobertaTokenizer FromDirectory(string directory)
     {
-        string vocabPath = Path.Combine(directory, "vocab.json"), mergesPath = Path.Combine(directory, "merges.txt");
-        foreach (string file in new[] { vocabPath, mergesPath })
-            if (!File.Exists(file)) throw new FileNotFoundException($"{file}: not found; RoBERTa needs vocab.json and merges.txt next to its weights.", file);
+        foreach (string name in FileNames)
+            if (!File.Exists(Path.Combine(directory, name))) throw new FileNotFoundException($"{Path.Combine(directory, name)}: not found; RoBERTa needs vocab.json and merges.txt next to its weights.");
+        return Load(TokenizerFiles.FromDirectory(directory, FileNames));
+    }
 
+    /// <summary>Builds the tokenizer from <c>vocab.json</c> and <c>merges.txt</c> held in <paramref name="files"/>.</summary>
+    public static RobertaTokenizer Load(TokenizerFiles files)
+    {
+        string vocabPath = files.Describe("vocab.json");
         Dictionary<string, int> vocab;
-        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(vocabPath)) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary."); }
+        try { vocab = JsonSerializer.Deserialize<Dictionary<string, int>>(files.Bytes("vocab.json")) ?? throw new InvalidDataException($"{vocabPath}: empty vocabulary."); }
         catch (JsonException e) { throw new InvalidDataException($"{vocabPath}: not a JSON object of token → id ({e.Message})."); }
         int Special(string token) => vocab.TryGetValue(token, out int id) ? id : throw new InvalidDataException($"{vocabPath}: the special token {token} is missing.");
+        var merges = System.Text.Encoding.UTF8.GetString(files.Bytes("merges.txt")).Split('\n')
+            .Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
 
         Tokenizer bpe;
         try
         {
             // A plain byte-level BPE over exactly these files. (CodeGenTokenizer would add CodeGen's own whitespace and
             // <|endoftext|> tokens, whose ids do not exist in RoBERTa's vocabulary.)
-            bpe = BpeTokenizer.Create(new BpeOptions(vocabPath, mergesPath) { ByteLevel = true, PreTokenizer = RobertaPreTokenizer.Instance });
+            bpe = BpeTokenizer.Create(new BpeOptions(vocab) { Merges = merges, ByteLevel = true, PreTokenizer = RobertaPreTokenizer.Instance });
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or JsonException)
         {
-            throw new InvalidDataException($"{directory}: vocab.json / merges.txt could not be read as a byte-level BPE ({e.Message}).", e);
+            throw new InvalidDataException($"{files.Source}: vocab.json / merges.txt could not be read as a byte-level BPE ({e.Message}).", e);
         }
-        return new RobertaTokenizer(bpe, Special("<s>"), Special("</s>"), Special("<pad>"), Special("<unk>"));
+        return new RobertaTokenizer(bpe, Special("<s>"), Special("</s>"), Special("<pad>"), Special("<unk>"), vocab.Values.Max() + 1);
     }
+
+    /// <summary>One more than the largest id the tokenizer can produce.</summary>
+    public int IdLimit { get; }
 
     /// <summary>BPE ids of <paramref name="text"/> without special tokens.</summary>
     public IReadOnlyList<int> EncodeText(string text) => _bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);

@@ -21,7 +21,10 @@ public sealed class BoneCausalLMOptions : FineTuningOptions
     /// <summary>Template applied to every prompt; must contain <c>{prompt}</c>. Default <see cref="AlpacaTemplate"/>.</summary>
     public string PromptTemplate = AlpacaTemplate;
 
-    /// <summary>SentencePiece <c>tokenizer.model</c>; null = the one in the model directory.</summary>
+    /// <summary>
+    /// The tokenizer: a <c>tokenizer.model</c> file (SentencePiece or LLaMA-3 tiktoken) or a folder with one (or with
+    /// vocab.json + merges.txt); null = the one in the model directory (or next to a single-file model).
+    /// </summary>
     public string? TokenizerPath;
 
     /// <summary>Tokens per training example (prompt + response); longer prompts lose tokens from the left. Default 512.</summary>
@@ -47,4 +50,20 @@ public sealed class BoneCausalLMOptions : FineTuningOptions
 
     /// <summary>Receives (row, text piece) as completions are generated.</summary>
     public Action<int, string>? OnToken;
+
+    internal override void Validate()
+    {
+        base.Validate();
+        foreach (var (option, value) in new[] { (nameof(PromptColumnName), PromptColumnName), (nameof(ResponseColumnName), ResponseColumnName), (nameof(CompletionColumnName), CompletionColumnName) })
+            if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"{option} must name a column.", option);
+        if (PromptTemplate is null || !PromptTemplate.Contains("{prompt}", StringComparison.Ordinal)) throw new ArgumentException("PromptTemplate must contain {prompt}.", nameof(PromptTemplate));
+        if (MaxSequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), MaxSequenceLength, "MaxSequenceLength must be at least 8.");
+        NotNegative(nameof(MaxNewTokens), MaxNewTokens);
+        NotNegative(nameof(Temperature), Temperature, "0 decodes greedily");
+        NotNegative(nameof(TopK), TopK, "0 turns top-k off");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), TopP, "TopP must be in (0, 1].");
+        Positive(nameof(RepetitionPenalty), RepetitionPenalty);
+        if (StopStrings is null || StopStrings.Any(string.IsNullOrEmpty)) throw new ArgumentException("StopStrings must not be null or contain empty strings.", nameof(StopStrings));
+        if (TokenizerPath is not null && !File.Exists(TokenizerPath) && !Directory.Exists(TokenizerPath)) throw new FileNotFoundException($"TokenizerPath: '{TokenizerPath}' not found.");
+    }
 }

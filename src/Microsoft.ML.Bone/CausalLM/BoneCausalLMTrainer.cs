@@ -1,39 +1,28 @@
-using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.FineTuning;
-using Microsoft.ML.Bone.IO;
-using Microsoft.ML.Bone.Models.Llama;
+using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Persistence;
 using Microsoft.ML.Bone.Tasks;
+using Microsoft.ML.Bone.Tokenization;
 using Microsoft.ML.Bone.Training;
 using Microsoft.ML.Runtime;
-using TorchSharp;
+using TorchSharp.Modules;
 
 namespace Microsoft.ML.Bone;
 
 /// <summary>
-/// Instruction-tunes a LLaMA checkpoint (Hugging Face directory or llama2.c .bin) with Bone, Bat, LoRA, PiSSA, OLoRA
-/// or in full on <c>Prompt</c> / <c>Response</c> text columns; the loss covers response tokens only. Create it with
-/// <c>mlContext.Bone.CausalLM(...)</c>.
+/// Instruction-tunes a causal LM (any architecture the registry knows: LLaMA, Mistral, Qwen2, llama2.c files) with
+/// Bone, Bat, LoRA, PiSSA, OLoRA or in full on <c>Prompt</c> / <c>Response</c> text columns; the loss covers response
+/// tokens only. Create it with <c>mlContext.Bone.CausalLM(...)</c>.
 /// </summary>
-public sealed class BoneCausalLMTrainer : IEstimator<BoneCausalLMTransformer>
+public sealed class BoneCausalLMTrainer : BoneTrainerBase<BoneCausalLMTransformer>
 {
-    private readonly MLContext _context;
     private readonly BoneCausalLMOptions _options;
-    private readonly int _seed;
 
     internal BoneCausalLMTrainer(MLContext context, BoneCausalLMOptions options)
-    {
-        _context = context;
-        _options = options;
-        if (string.IsNullOrWhiteSpace(options.ModelPath)) throw new ArgumentException("ModelPath must name a LLaMA directory or a llama2.c .bin file.", nameof(options.ModelPath));
-        if (!Directory.Exists(options.ModelPath) && !File.Exists(options.ModelPath)) throw new DirectoryNotFoundException($"ModelPath: '{options.ModelPath}' not found.");
-        if (!options.PromptTemplate.Contains("{prompt}", StringComparison.Ordinal)) throw new ArgumentException("PromptTemplate must contain {prompt}.", nameof(options.PromptTemplate));
-        if (options.MaxSequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(options.MaxSequenceLength), options.MaxSequenceLength, "MaxSequenceLength must be at least 8.");
-        _seed = ((IHostEnvironment)context).Register(nameof(BoneCausalLMTrainer)).Rand.Next();
-    }
+        : base(context, options, nameof(BoneCausalLMTrainer)) => _options = options;
 
     /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
+    public override SchemaShape GetOutputSchema(SchemaShape inputSchema)
     {
         var columns = inputSchema.ToDictionary(c => c.Name);
         foreach (string name in new[] { _options.PromptColumnName, _options.ResponseColumnName })
@@ -43,48 +32,63 @@ public sealed class BoneCausalLMTrainer : IEstimator<BoneCausalLMTransformer>
         return new SchemaShape(columns.Values);
     }
 
-    /// <summary>Tokenizes the pairs, trains and returns the fitted transformer.</summary>
-    public BoneCausalLMTransformer Fit(IDataView input)
+    private protected override FitTask Begin(IDataView input, IChannel channel) => new CausalLMFit(_options, input, Seed, channel);
+}
+
+/// <summary>Instruction tuning's part of <c>Fit</c>.</summary>
+internal sealed class CausalLMFit : FitTask
+{
+    private readonly BoneCausalLMOptions _o;
+    private readonly int _seed;
+    private readonly List<(string Prompt, string Response)> _pairs;
+    private readonly List<(string Prompt, string Response)>? _validationPairs;
+    private ICausalTokenizer? _tokenizer;
+    private List<PromptResponse> _examples = [];
+    private List<PromptResponse>? _validation;
+
+    public CausalLMFit(BoneCausalLMOptions o, IDataView input, int seed, IChannel channel)
     {
-        var o = _options;
-        IHost host = ((IHostEnvironment)_context).Register("BoneCausalLM");
-        using IChannel channel = host.Start("Fit");
-        var pairs = CausalLMData.Read(input, o.PromptColumnName, o.ResponseColumnName, "training data", o.CancellationToken);
-        if (pairs.Count == 0) throw new ArgumentException("The training data has no rows.", nameof(input));
-        var validationPairs = o.ValidationSet is null ? null : CausalLMData.Read(o.ValidationSet, o.PromptColumnName, o.ResponseColumnName, "validation set", o.CancellationToken);
-
-        var device = DeviceSelection.Choose(o.Device, _context);
-        torch.manual_seed(_seed);
-        LlamaForCausalLM model = CausalLMSources.Load(o.ModelPath, o.DType);
-        if (device.type != DeviceType.CPU) model.to(device);
-        string tokenizerPath = o.TokenizerPath ?? (Directory.Exists(o.ModelPath) ? Path.Combine(o.ModelPath, "tokenizer.model") : Path.Combine(Path.GetDirectoryName(Path.GetFullPath(o.ModelPath))!, "tokenizer.model"));
-        if (!File.Exists(tokenizerPath)) throw new FileNotFoundException($"{tokenizerPath}: not found; set TokenizerPath to the model's SentencePiece tokenizer.model.");
-        channel.Info(MessageSensitivity.None, $"Loaded {o.ModelPath}: {model.Config.NumHiddenLayers} layers, hidden size {model.Config.HiddenSize}, vocabulary {model.Config.VocabSize}; {pairs.Count} training pairs.");
-
-        AdapterConfig? config = AdapterConfigFactory.Create(o, LlamaConfig.AllProjections, []);
-        AdapterModel? adapted = config is null ? null : AdapterModel.Inject(model, config);
-        List<TorchSharp.Modules.Parameter> trainable = adapted is null ? [.. model.parameters()] : [.. adapted.TrainableParameters()];
-        channel.Info(MessageSensitivity.None, adapted is null ? $"Full fine-tuning: {trainable.Sum(p => p.numel()):N0} parameters." : $"{o.Adapter} r={o.EffectiveRank}: {adapted.Summary()}");
-
-        bool embedded = o.EmbedBaseModel || adapted is null;
-        BaseModelReference reference = BaseModelReference.Of(o.ModelPath);
-        var spec = new CausalLMSpec
-        {
-            Prompt = o.PromptColumnName, Response = o.ResponseColumnName, Completion = o.CompletionColumnName, PromptTemplate = o.PromptTemplate,
-            MaxSequenceLength = o.MaxSequenceLength, BatchSize = o.BatchSize, StopStrings = o.StopStrings,
-            Generation = new GenerationOptions { MaxNewTokens = o.MaxNewTokens, Temperature = o.Temperature, TopK = o.TopK, TopP = o.TopP, RepetitionPenalty = o.RepetitionPenalty, Seed = _seed },
-            Adapter = o.Adapter, AdapterConfigJson = config is null ? null : new PeftAdapterConfig(config, "CAUSAL_LM").ToJson(),
-            BaseDirectory = reference.Directory, BaseSha256 = reference.Sha256.ToDictionary(), Embedded = embedded, DType = o.DType,
-        };
-        spec.Generation.Validate();
-        var trained = new CausalLMModel(model, File.ReadAllBytes(tokenizerPath), adapted, spec);
-        var examples = pairs.Select(p => trained.Encode(p.Prompt, p.Response)).ToList();
-        var validation = validationPairs?.Select(p => trained.Encode(p.Prompt, p.Response)).ToList();
-        TrainingResult result = CausalLanguageModeling.Train(model, trainable, examples, trained.Tokenizer.PadId, o.MaxSequenceLength, o.ToTrainingOptions(_seed), validation, o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
-        channel.Info(MessageSensitivity.None, $"Trained {result.StepsRun} steps; final loss {result.History.LastOrDefault()?.Loss:F4}.");
-        model.eval();
-        return new BoneCausalLMTransformer(trained, result.History, o.OnToken);
+        _o = o;
+        _seed = seed;
+        _pairs = CausalLMData.Read(input, o.PromptColumnName, o.ResponseColumnName, "training data", o.CancellationToken);
+        if (_pairs.Count == 0) throw new ArgumentException("The training data has no rows.", nameof(input));
+        _validationPairs = o.ValidationSet is null ? null : CausalLMData.Read(o.ValidationSet, o.PromptColumnName, o.ResponseColumnName, "validation set", o.CancellationToken);
+        channel.Info(MessageSensitivity.None, $"{_pairs.Count} training pairs.");
     }
+
+    public override string PeftTaskType => "CAUSAL_LM";
+
+    public override IReadOnlyList<string> ModulesToSave { get; } = [];
+
+    public override int MaxSequenceLength => _o.MaxSequenceLength;
+
+    public override IPretrainedModel LoadBase(string path, ModelLoadOptions options) => ModelRegistry.LoadCausalLM(path, options);
+
+    public override TokenizerFiles LocateTokenizer(string modelPath) => CausalTokenizers.Locate(modelPath, _o.TokenizerPath);
+
+    public override void Prepare(IPretrainedModel model, TokenizerFiles tokenizer)
+    {
+        var lm = (ICausalLanguageModel)model;
+        _tokenizer = CausalLMModel.OpenTokenizer(lm, tokenizer);
+        _examples = _pairs.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();
+        _validation = _validationPairs?.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();
+    }
+
+    public override TrainingResult Train(IPretrainedModel model, IReadOnlyList<Parameter> trainable, TrainingOptions options,
+        IProgress<TrainingProgress>? progress, Action<string> log, CancellationToken cancellationToken) =>
+        CausalLanguageModeling.Train((ICausalLanguageModel)model, trainable, _examples, _tokenizer!.PadId, _o.MaxSequenceLength, options, _validation, progress, log, cancellationToken);
+
+    private CausalLMSettings Settings => new()
+    {
+        Prompt = _o.PromptColumnName, Response = _o.ResponseColumnName, Completion = _o.CompletionColumnName, PromptTemplate = _o.PromptTemplate,
+        StopStrings = _o.StopStrings,
+        Generation = new GenerationOptions { MaxNewTokens = _o.MaxNewTokens, Temperature = _o.Temperature, TopK = _o.TopK, TopP = _o.TopP, RepetitionPenalty = _o.RepetitionPenalty, Seed = _seed },
+    };
+
+    public override SavedModel Complete(SavedModel record) => record with { CausalLM = Settings };
+
+    public override ITransformer CreateTransformer(FineTunedModel model, IReadOnlyList<TrainingProgress> history) =>
+        new BoneCausalLMTransformer(new CausalLMModel(model), history, _o.OnToken);
 }
 
 /// <summary>Prompt / response text pairs read from a data view.</summary>

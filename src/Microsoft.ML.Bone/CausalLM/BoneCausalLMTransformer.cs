@@ -12,7 +12,10 @@ namespace Microsoft.ML.Bone;
 public sealed class BoneCausalLMTransformer : ScoringTransformer
 {
     internal const string LoaderSignature = "BoneCausalLMXf";
-    internal static readonly MlNetInternals.ModelVersion Version = new("BONECSLM", 0x00010001, LoaderSignature, typeof(BoneCausalLMTransformer).Assembly);
+    // 0x00010001: first format (settings per task, LLaMA only, base identified by whole-file SHA-256).
+    // 0x00020001: one saved-model record for every task and architecture, tokenizer files inside the zip, base
+    //             identified by file sizes and the content digest taken while it loads.
+    internal static readonly MlNetInternals.ModelVersion Version = new("BONECSLM", 0x00020001, 0x00020001, 0x00020001, LoaderSignature, typeof(BoneCausalLMTransformer).Assembly);
 
     private readonly CausalLMModel _model;
 
@@ -38,7 +41,7 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
     public void ExportPeftAdapter(string directory)
     {
         if (_model.Adapted is null) throw new InvalidOperationException("This model was fully fine-tuned; it has no adapter to export.");
-        IO.PeftAdapterDirectory.Save(_model.Adapted, directory, _model.Spec.BaseDirectory, "CAUSAL_LM");
+        PeftAdapterDirectory.Save(_model.Adapted, directory, _model.Record.Base.Path, "CAUSAL_LM");
     }
 
     private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
@@ -51,7 +54,8 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
 
     private protected override void CheckInput(DataViewSchema schema)
     {
-        var column = schema.GetColumnOrNull(_model.Spec.Prompt) ?? throw new ArgumentOutOfRangeException(_model.Spec.Prompt, $"Column '{_model.Spec.Prompt}' not found in the input data.");
-        if (column.Type is not TextDataViewType) throw new ArgumentException($"Column '{_model.Spec.Prompt}' must be text (String), but it is {column.Type}.", _model.Spec.Prompt);
+        string prompt = _model.Settings.Prompt;
+        var column = schema.GetColumnOrNull(prompt) ?? throw new ArgumentOutOfRangeException(prompt, $"Column '{prompt}' not found in the input data.");
+        if (column.Type is not TextDataViewType) throw new ArgumentException($"Column '{prompt}' must be text (String), but it is {column.Type}.", prompt);
     }
 }

@@ -7,15 +7,15 @@ internal sealed class CausalLMScorer(CausalLMModel model, Action<int, string>? o
 {
     public CausalLMModel Model => model;
 
-    public IReadOnlyList<AddedColumn> Columns { get; } = [new AddedColumn(model.Spec.Completion, TextDataViewType.Instance)];
+    public IReadOnlyList<AddedColumn> Columns { get; } = [new AddedColumn(model.Settings.Completion, TextDataViewType.Instance)];
 
-    public IReadOnlyList<string> InputColumnNames { get; } = [model.Spec.Prompt];
+    public IReadOnlyList<string> InputColumnNames { get; } = [model.Settings.Prompt];
 
-    public int BatchSize => model.Spec.BatchSize;
+    public int BatchSize => model.Record.BatchSize;
 
     public Func<object> CreateInputReader(DataViewRow row)
     {
-        var prompt = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[model.Spec.Prompt]);
+        var prompt = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[model.Settings.Prompt]);
         return () =>
         {
             ReadOnlyMemory<char> text = default;

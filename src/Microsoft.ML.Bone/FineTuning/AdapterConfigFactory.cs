@@ -1,4 +1,6 @@
 using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Bone;
+using Microsoft.ML.Bone.Adapters.Lora;
 
 namespace Microsoft.ML.Bone.FineTuning;
 

@@ -1,4 +1,5 @@
 using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Lora;
 using Microsoft.ML.Bone.IO;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -62,11 +63,11 @@ internal static class AdaptedModelState
         finally { foreach (Tensor t in tensors.Values) t.Dispose(); }
     }
 
-    private static LoraConfig CopyWithDefaultInit(LoraConfig c) => new()
+    private static LoraConfig CopyWithDefaultInit(LoraConfig c)
     {
-        R = c.R, Alpha = c.Alpha, Dropout = c.Dropout, UseRsLora = c.UseRsLora, Init = LoraInit.Default,
-        TargetModules = c.TargetModules, TargetModulesRegex = c.TargetModulesRegex, ExcludeModules = c.ExcludeModules,
-        ExcludeModulesRegex = c.ExcludeModulesRegex, LayersToTransform = c.LayersToTransform, LayersPattern = c.LayersPattern,
-        ModulesToSave = c.ModulesToSave,
-    };
+        var plain = (LoraConfig)c.Clone();
+        plain.Init = LoraInit.Default;
+        plain.PissaIterations = 0;
+        return plain;
+    }
 }

@@ -13,55 +13,49 @@ namespace Microsoft.ML.Bone.Persistence;
 internal static class MlNetInternals
 {
     private const BindingFlags Any = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
-    private static readonly Assembly Core = typeof(IHostEnvironment).Assembly;
 
-    private static readonly Type VersionInfoType = CoreType("Microsoft.ML.VersionInfo");
-    private static readonly Type LoadContextType = CoreType("Microsoft.ML.ModelLoadContext");
-    private static readonly Type SignatureLoadModel = CoreType("Microsoft.ML.SignatureLoadModel");
-    private static readonly ConstructorInfo VersionInfoCtor = VersionInfoType.GetConstructor(Any, [typeof(string), typeof(uint), typeof(uint), typeof(uint), typeof(string), typeof(string), typeof(string)])
-        ?? throw Missing("VersionInfo(string, uint, uint, uint, string, string, string)");
-
-    private static readonly MethodInfo SaveCheckAtModel = Method(typeof(ModelSaveContext), "CheckAtModel", []);
-    private static readonly MethodInfo SaveSetVersionInfo = Method(typeof(ModelSaveContext), "SetVersionInfo", [VersionInfoType]);
-    private static readonly FieldInfo SaveWriterField = Field(typeof(ModelSaveContext), "Writer");
-    private static readonly MethodInfo SaveBinaryStreamMethod = Method(typeof(ModelSaveContext), "SaveBinaryStream", [typeof(string), typeof(Action<BinaryWriter>)]);
-
-    private static readonly MethodInfo LoadCheckAtModel = Method(LoadContextType, "CheckAtModel", [VersionInfoType]);
-    private static readonly FieldInfo LoadReaderField = Field(LoadContextType, "Reader");
-    private static readonly MethodInfo TryLoadBinaryStreamMethod = Method(LoadContextType, "TryLoadBinaryStream", [typeof(string), typeof(Action<BinaryReader>)]);
-
-    private static readonly ConstructorInfo ShapeColumnCtor = typeof(SchemaShape.Column).GetConstructor(Any, [typeof(string), typeof(SchemaShape.Column.VectorKind), typeof(DataViewType), typeof(bool), typeof(SchemaShape)])
-        ?? throw Missing("SchemaShape.Column(string, VectorKind, DataViewType, bool, SchemaShape)");
+    // Looked up on first use; a missing member (another Microsoft.ML version) is one clear error on every use,
+    // never a TypeInitializationException.
+    private static readonly Lazy<Members> Api = new(() => new Members(), LazyThreadSafetyMode.ExecutionAndPublication);
 
     private static readonly ConditionalWeakTable<ComponentCatalog, HashSet<string>> Registered = new();
 
-    /// <summary>Identity of a saved model part: its 8-character signature, version and loader.</summary>
-    public sealed record ModelVersion(string Signature, uint Version, string LoaderSignature, Assembly LoaderAssembly)
+    /// <summary>
+    /// Identity of a saved model part, as ML.NET's <c>VersionInfo</c>: its 8-character signature; the version it is
+    /// written with; the oldest reader that can read it; and the oldest version this code can still read.
+    /// </summary>
+    public sealed record ModelVersion(string Signature, uint Written, uint Readable, uint WeCanReadBack, string LoaderSignature, Assembly LoaderAssembly)
     {
         internal object ToVersionInfo() =>
-            VersionInfoCtor.Invoke([Signature, Version, Version, Version, LoaderAssembly.FullName, LoaderSignature, null]);
+            Api.Value.VersionInfoCtor.Invoke([Signature, Written, Readable, WeCanReadBack, LoaderAssembly.FullName, LoaderSignature, null]);
     }
 
     /// <summary>Starts a model entry: checks the context and records our signature, version and loader.</summary>
     public static BinaryWriter BeginSave(ModelSaveContext ctx, ModelVersion version)
     {
-        Invoke(SaveCheckAtModel, ctx, []);
-        Invoke(SaveSetVersionInfo, ctx, [version.ToVersionInfo()]);
-        return (BinaryWriter)SaveWriterField.GetValue(ctx)!;
+        Members m = Api.Value;
+        Invoke(m.SaveCheckAtModel, ctx, []);
+        Invoke(m.SaveSetVersionInfo, ctx, [version.ToVersionInfo()]);
+        return (BinaryWriter)m.SaveWriterField.GetValue(ctx)!;
     }
 
     /// <summary>Writes a sibling entry of the model's directory in the zip (e.g. the weights).</summary>
-    public static void SaveBinaryStream(ModelSaveContext ctx, string name, Action<BinaryWriter> write) => Invoke(SaveBinaryStreamMethod, ctx, [name, write]);
+    public static void SaveBinaryStream(ModelSaveContext ctx, string name, Action<BinaryWriter> write) => Invoke(Api.Value.SaveBinaryStreamMethod, ctx, [name, write]);
 
     /// <summary>Checks that the entry being loaded is ours and readable, and returns its reader.</summary>
     public static BinaryReader BeginLoad(object ctx, ModelVersion version)
     {
-        Invoke(LoadCheckAtModel, ctx, [version.ToVersionInfo()]);
-        return (BinaryReader)LoadReaderField.GetValue(ctx)!;
+        Members m = Api.Value;
+        try { Invoke(m.LoadCheckAtModel, ctx, [version.ToVersionInfo()]); }
+        catch (Exception e) when (e is FormatException or InvalidOperationException or InvalidDataException && e.Message.Contains("version", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidDataException($"model zip: this {version.LoaderSignature} entry was written in a format this Microsoft.ML.Bone cannot read (it reads formats 0x{version.WeCanReadBack:X8} to 0x{version.Written:X8}); retrain or save it again with a matching version. ({e.Message})", e);
+        }
+        return (BinaryReader)m.LoadReaderField.GetValue(ctx)!;
     }
 
     /// <summary>Reads a sibling entry written by <see cref="SaveBinaryStream"/>; false when it is absent.</summary>
-    public static bool TryLoadBinaryStream(object ctx, string name, Action<BinaryReader> read) => (bool)Invoke(TryLoadBinaryStreamMethod, ctx, [name, read])!;
+    public static bool TryLoadBinaryStream(object ctx, string name, Action<BinaryReader> read) => (bool)Invoke(Api.Value.TryLoadBinaryStreamMethod, ctx, [name, read])!;
 
     /// <summary>
     /// Registers <paramref name="create"/> (a static <c>T Create(IHostEnvironment env, object ctx)</c>) as the loader
@@ -70,6 +64,7 @@ internal static class MlNetInternals
     /// </summary>
     public static void RegisterLoader(ComponentCatalog catalog, Type instanceType, MethodInfo create, string loaderSignature)
     {
+        Members m = Api.Value;
         HashSet<string> done = Registered.GetValue(catalog, _ => new HashSet<string>(StringComparer.OrdinalIgnoreCase));
         // ComponentCatalog.AddClass takes no lock of its own (RegisterAssembly holds the catalog's _lock around it).
         object gate = typeof(ComponentCatalog).GetField("_lock", Any)?.GetValue(catalog) ?? done;
@@ -77,19 +72,15 @@ internal static class MlNetInternals
         {
             // Load names are matched case-insensitively, and a second class under the same name is an error.
             if (!done.Add(loaderSignature)) return;
-            Type attributeType = CoreType("Microsoft.ML.LoadableClassAttribute");
-            object attribute = Activator.CreateInstance(attributeType, instanceType, null, SignatureLoadModel, "Bone " + loaderSignature, new[] { loaderSignature })!;
-            Type infoType = typeof(ComponentCatalog).GetNestedType("LoadableClassInfo", Any) ?? throw Missing("ComponentCatalog.LoadableClassInfo");
-            ConstructorInfo infoCtor = infoType.GetConstructors(Any).SingleOrDefault(c => c.GetParameters().Length == 5) ?? throw Missing("LoadableClassInfo(attr, getter, ctor, create, requireEnvironment)");
-            object info = infoCtor.Invoke([attribute, null, null, create, true]);
-            MethodInfo addClass = typeof(ComponentCatalog).GetMethod("AddClass", Any) ?? throw Missing("ComponentCatalog.AddClass");
-            Invoke(addClass, catalog, [info, new[] { loaderSignature }, false]);
+            object attribute = Activator.CreateInstance(m.LoadableClassAttributeType, instanceType, null, m.SignatureLoadModel, "Bone " + loaderSignature, new[] { loaderSignature })!;
+            object info = m.LoadableClassInfoCtor.Invoke([attribute, null, null, create, true]);
+            Invoke(m.AddClass, catalog, [info, new[] { loaderSignature }, false]);
         }
     }
 
     /// <summary>A <see cref="SchemaShape.Column"/> (its constructor is internal).</summary>
     public static SchemaShape.Column ShapeColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null) =>
-        (SchemaShape.Column)ShapeColumnCtor.Invoke([name, kind, itemType, isKey, annotations]);
+        (SchemaShape.Column)Api.Value.ShapeColumnCtor.Invoke([name, kind, itemType, isKey, annotations]);
 
     private static object? Invoke(MethodInfo method, object? target, object?[] args)
     {
@@ -101,13 +92,48 @@ internal static class MlNetInternals
         }
     }
 
-    private static Type CoreType(string name) => Core.GetType(name, throwOnError: false) ?? throw Missing(name);
+    /// <summary>Every internal member the bridge uses, found once.</summary>
+    private sealed class Members
+    {
+        private static readonly Assembly Core = typeof(IHostEnvironment).Assembly;
 
-    private static MethodInfo Method(Type type, string name, Type[] parameters) =>
-        type.GetMethod(name, Any, parameters) ?? throw Missing($"{type.Name}.{name}({string.Join(", ", parameters.Select(p => p.Name))})");
+        public readonly ConstructorInfo VersionInfoCtor;
+        public readonly MethodInfo SaveCheckAtModel, SaveSetVersionInfo, SaveBinaryStreamMethod, LoadCheckAtModel, TryLoadBinaryStreamMethod, AddClass;
+        public readonly FieldInfo SaveWriterField, LoadReaderField;
+        public readonly ConstructorInfo ShapeColumnCtor, LoadableClassInfoCtor;
+        public readonly Type LoadableClassAttributeType, SignatureLoadModel;
 
-    private static FieldInfo Field(Type type, string name) => type.GetField(name, Any) ?? throw Missing($"{type.Name}.{name}");
+        public Members()
+        {
+            Type versionInfo = CoreType("Microsoft.ML.VersionInfo");
+            Type loadContext = CoreType("Microsoft.ML.ModelLoadContext");
+            SignatureLoadModel = CoreType("Microsoft.ML.SignatureLoadModel");
+            LoadableClassAttributeType = CoreType("Microsoft.ML.LoadableClassAttribute");
+            VersionInfoCtor = versionInfo.GetConstructor(Any, [typeof(string), typeof(uint), typeof(uint), typeof(uint), typeof(string), typeof(string), typeof(string)])
+                ?? throw Missing("VersionInfo(string, uint, uint, uint, string, string, string)");
+            SaveCheckAtModel = Method(typeof(ModelSaveContext), "CheckAtModel", []);
+            SaveSetVersionInfo = Method(typeof(ModelSaveContext), "SetVersionInfo", [versionInfo]);
+            SaveWriterField = Field(typeof(ModelSaveContext), "Writer");
+            SaveBinaryStreamMethod = Method(typeof(ModelSaveContext), "SaveBinaryStream", [typeof(string), typeof(Action<BinaryWriter>)]);
+            LoadCheckAtModel = Method(loadContext, "CheckAtModel", [versionInfo]);
+            LoadReaderField = Field(loadContext, "Reader");
+            TryLoadBinaryStreamMethod = Method(loadContext, "TryLoadBinaryStream", [typeof(string), typeof(Action<BinaryReader>)]);
+            ShapeColumnCtor = typeof(SchemaShape.Column).GetConstructor(Any, [typeof(string), typeof(SchemaShape.Column.VectorKind), typeof(DataViewType), typeof(bool), typeof(SchemaShape)])
+                ?? throw Missing("SchemaShape.Column(string, VectorKind, DataViewType, bool, SchemaShape)");
+            Type infoType = typeof(ComponentCatalog).GetNestedType("LoadableClassInfo", Any) ?? throw Missing("ComponentCatalog.LoadableClassInfo");
+            LoadableClassInfoCtor = infoType.GetConstructors(Any).SingleOrDefault(c => c.GetParameters().Length == 5) ?? throw Missing("LoadableClassInfo(attr, getter, ctor, create, requireEnvironment)");
+            AddClass = typeof(ComponentCatalog).GetMethod("AddClass", Any) ?? throw Missing("ComponentCatalog.AddClass");
+        }
 
-    private static InvalidOperationException Missing(string member) =>
-        new($"ML.NET internal '{member}' was not found; Microsoft.ML.Bone's model persistence supports Microsoft.ML 5.0.1.");
+        private static Type CoreType(string name) => Core.GetType(name, throwOnError: false) ?? throw Missing(name);
+
+        private static MethodInfo Method(Type type, string name, Type[] parameters) =>
+            type.GetMethod(name, Any, parameters) ?? throw Missing($"{type.Name}.{name}({string.Join(", ", parameters.Select(p => p.Name))})");
+
+        private static FieldInfo Field(Type type, string name) => type.GetField(name, Any) ?? throw Missing($"{type.Name}.{name}");
+    }
+
+    /// <summary>The error for a member this bridge needs but the loaded Microsoft.ML lacks.</summary>
+    internal static InvalidOperationException Missing(string member) =>
+        new($"Microsoft.ML.Bone's model persistence needs the ML.NET internal '{member}', which the loaded Microsoft.ML {typeof(IHostEnvironment).Assembly.GetName().Version} does not have; use Microsoft.ML 5.0.1.");
 }

@@ -3,20 +3,12 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.Persistence;
 
-/// <summary>Safetensors blobs and files inside ML.NET model zips.</summary>
+/// <summary>Safetensors blobs, files and byte arrays inside ML.NET model zips.</summary>
 internal static class ZipTensors
 {
     /// <summary>Writes tensors as a safetensors blob into a zip entry.</summary>
     public static void Save(ModelSaveContext ctx, string name, IEnumerable<KeyValuePair<string, Tensor>> tensors) =>
         MlNetInternals.SaveBinaryStream(ctx, name, w => SafetensorsWriter.Write(w.BaseStream, tensors));
-
-    /// <summary>Copies a file into a zip entry.</summary>
-    public static void SaveFile(ModelSaveContext ctx, string name, string path) =>
-        MlNetInternals.SaveBinaryStream(ctx, name, w =>
-        {
-            using var file = File.OpenRead(path);
-            file.CopyTo(w.BaseStream);
-        });
 
     /// <summary>Copies a zip entry to <paramref name="path"/>; throws naming the entry when it is absent.</summary>
     public static void LoadFile(object ctx, string name, string path)
@@ -27,6 +19,20 @@ internal static class ZipTensors
                 r.BaseStream.CopyTo(file);
             }))
             throw new InvalidDataException($"The model zip has no entry '{name}'.");
+    }
+
+    /// <summary>The bytes of a zip entry; throws naming the entry when it is absent.</summary>
+    public static byte[] LoadBytes(object ctx, string name)
+    {
+        byte[]? bytes = null;
+        if (!MlNetInternals.TryLoadBinaryStream(ctx, name, r =>
+            {
+                using var copy = new MemoryStream();
+                r.BaseStream.CopyTo(copy);
+                bytes = copy.ToArray();
+            }))
+            throw new InvalidDataException($"The model zip has no entry '{name}'.");
+        return bytes!;
     }
 
     /// <summary>Reads a safetensors blob from a zip entry into CPU tensors.</summary>

@@ -41,4 +41,14 @@ public sealed class BoneTextClassificationOptions : FineTuningOptions
 
     /// <summary>Metric for validation and early stopping; null = accuracy (classification) or Pearson (regression).</summary>
     public ValidationMetric? ValidationMetric;
+
+    internal override void Validate()
+    {
+        base.Validate();
+        foreach (var (option, value) in new[] { (nameof(Sentence1ColumnName), Sentence1ColumnName), (nameof(LabelColumnName), LabelColumnName), (nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName) })
+            if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"{option} must name a column.", option);
+        if (Sentence2ColumnName is not null && string.IsNullOrWhiteSpace(Sentence2ColumnName)) throw new ArgumentException($"{nameof(Sentence2ColumnName)} must name a column or be null.", nameof(Sentence2ColumnName));
+        if (MaxSequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), MaxSequenceLength, "MaxSequenceLength must be at least 8.");
+        if (!Directory.Exists(ModelPath)) throw new DirectoryNotFoundException($"ModelPath: '{ModelPath}' is not a directory; text classification needs a Hugging Face checkpoint folder.");
+    }
 }

@@ -14,7 +14,10 @@ namespace Microsoft.ML.Bone;
 public sealed class BoneTextClassificationTransformer : ScoringTransformer
 {
     internal const string LoaderSignature = "BoneTextClassXf";
-    internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00010001, LoaderSignature, typeof(BoneTextClassificationTransformer).Assembly);
+    // 0x00010001: first format (settings per task, base identified by whole-file SHA-256).
+    // 0x00020001: one saved-model record for every task, tokenizer files inside the zip, base identified by file
+    //             sizes and the content digest taken while it loads.
+    internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00020001, 0x00020001, 0x00020001, LoaderSignature, typeof(BoneTextClassificationTransformer).Assembly);
 
     private readonly TextClassificationModel _model;
 
@@ -32,10 +35,10 @@ public sealed class BoneTextClassificationTransformer : ScoringTransformer
     public AdapterParameterSummary? ParameterSummary => _model.Adapted?.Summary();
 
     /// <summary>The adapter method used.</summary>
-    public AdapterKind Adapter => _model.Spec.Adapter;
+    public AdapterKind Adapter => _model.Record.Adapter;
 
     /// <summary>Class names in key order (null for regression).</summary>
-    public IReadOnlyList<string>? ClassNames => _model.Spec.LabelNames;
+    public IReadOnlyList<string>? ClassNames => _model.Settings.LabelNames;
 
     /// <summary>Writes a Hugging Face model directory (config, merged weights, tokenizer files) that needs no adapter code.</summary>
     public void ExportMergedModel(string directory) => _model.ExportMerged(directory);
@@ -52,5 +55,5 @@ public sealed class BoneTextClassificationTransformer : ScoringTransformer
     public override void Dispose() => _model.Dispose();
 
     private protected override void CheckInput(DataViewSchema schema) =>
-        TextClassificationColumns.CheckText(schema, _model.Spec.Sentence1, _model.Spec.Sentence2, "input data");
+        TextClassificationColumns.CheckText(schema, _model.Settings.Sentence1, _model.Settings.Sentence2, "input data");
 }

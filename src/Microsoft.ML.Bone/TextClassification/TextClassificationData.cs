@@ -1,4 +1,4 @@
-using Microsoft.ML.Bone.Tasks;
+using Microsoft.ML.Bone.Tokenization;
 
 namespace Microsoft.ML.Bone;
 

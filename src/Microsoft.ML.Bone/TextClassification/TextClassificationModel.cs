@@ -1,84 +1,49 @@
 using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.Data;
-using Microsoft.ML.Bone.IO;
-using Microsoft.ML.Bone.Models.Roberta;
+using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Persistence;
 using Microsoft.ML.Bone.Tokenization;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone;
 
-/// <summary>A trained text classifier: the RoBERTa model with its adapter, the tokenizer and the settings that saved models keep.</summary>
+/// <summary>A trained text classifier: the fine-tuned model, its tokenizer and labels.</summary>
 internal sealed class TextClassificationModel : IDisposable
 {
-    private const string AdapterEntry = "Adapter.safetensors";
-    private const string BaseWeightsEntry = "BaseWeights.safetensors";
-    private static readonly (string Entry, string File)[] BaseFiles = [("BaseConfig.json", "config.json"), ("BaseVocab.json", "vocab.json"), ("BaseMerges.txt", "merges.txt")];
-
-    public TextClassificationModel(RobertaForSequenceClassification model, string tokenizerDirectory, AdapterModel? adapted, TextClassificationSpec spec)
+    public TextClassificationModel(FineTunedModel model)
     {
-        Model = model;
-        Tokenizer = RobertaTokenizer.FromDirectory(tokenizerDirectory);
-        // Kept in memory so that saving and exporting work even when the base directory is gone.
-        TokenizerFiles = TokenizerFileNames.ToDictionary(f => f, f => File.ReadAllBytes(Path.Combine(tokenizerDirectory, f)));
-        Adapted = adapted;
-        Spec = spec;
-        Labels = spec.IsRegression ? null : new LabelValues(spec.LabelNames!, spec.LabelValueType!);
+        Trained = model;
+        Settings = model.Record.TextClassification ?? throw new InvalidDataException("model zip: this is not a text classification model.");
+        Tokenizer = RobertaTokenizer.Load(model.Tokenizer);
+        Labels = Settings.IsRegression ? null : new LabelValues(Settings.LabelNames!, Settings.LabelValueType!);
     }
 
-    private static readonly string[] TokenizerFileNames = ["vocab.json", "merges.txt"];
-
-    /// <summary>The tokenizer's files by name.</summary>
-    public IReadOnlyDictionary<string, byte[]> TokenizerFiles { get; }
-
-    public RobertaForSequenceClassification Model { get; }
+    public FineTunedModel Trained { get; }
+    public ISequenceClassifier Model => (ISequenceClassifier)Trained.Model;
+    public AdapterModel? Adapted => Trained.Adapted;
     public RobertaTokenizer Tokenizer { get; }
-    public AdapterModel? Adapted { get; }
-    public TextClassificationSpec Spec { get; }
+    public TextClassificationSettings Settings { get; }
+    public SavedModel Record => Trained.Record;
     public LabelValues? Labels { get; }
 
-    /// <summary>Writes the settings, the trained tensors and (when embedded) the base model into the zip entry.</summary>
-    public void Save(ModelSaveContext ctx, MlNetInternals.ModelVersion version)
+    /// <summary>The tokenizer files of a sequence-classifier checkpoint (RoBERTa's vocab.json and merges.txt).</summary>
+    public static TokenizerFiles LocateTokenizer(string modelPath)
     {
-        BinaryWriter writer = MlNetInternals.BeginSave(ctx, version);
-        writer.Write(Spec.ToJson());
-        if (Spec.Embedded)
+        foreach (string name in RobertaTokenizer.FileNames)
+            if (!File.Exists(Path.Combine(modelPath, name))) throw new FileNotFoundException($"{Path.Combine(modelPath, name)}: not found; RoBERTa needs vocab.json and merges.txt next to its weights.");
+        return TokenizerFiles.FromDirectory(modelPath, RobertaTokenizer.FileNames);
+    }
+
+    public void Save(ModelSaveContext ctx, MlNetInternals.ModelVersion version) => Trained.Save(ctx, version);
+
+    /// <summary>Rebuilds a model saved by <see cref="Save"/>.</summary>
+    public static TextClassificationModel Load(object ctx, MlNetInternals.ModelVersion version) =>
+        new(FineTunedModel.Load(ctx, version, (record, path, options) =>
         {
-            string temp = Directory.CreateTempSubdirectory("bone-save-").FullName;
-            try
-            {
-                ModuleWeights.Save(Model, Path.Combine(temp, "weights.safetensors"));
-                ZipTensorsSaveBase(ctx, temp);
-            }
-            finally { Directory.Delete(temp, recursive: true); }
-        }
-        if (Adapted is not null) ZipTensors.Save(ctx, AdapterEntry, AdaptedModelState.Collect(Adapted));
-    }
+            var settings = record.TextClassification ?? throw new InvalidDataException("model zip: this is not a text classification model.");
+            return ModelRegistry.LoadSequenceClassifier(path, settings.IsRegression ? 1 : settings.LabelNames!.Length, options);
+        }));
 
-    private void ZipTensorsSaveBase(ModelSaveContext ctx, string temp)
-    {
-        ZipTensors.SaveFile(ctx, BaseWeightsEntry, Path.Combine(temp, "weights.safetensors"));
-        File.WriteAllText(Path.Combine(temp, "config.json"), Model.Config.ToJson());
-        foreach (var (file, bytes) in TokenizerFiles) File.WriteAllBytes(Path.Combine(temp, file), bytes);
-        foreach (var (entry, file) in BaseFiles) ZipTensors.SaveFile(ctx, entry, Path.Combine(temp, file));
-    }
-
-    /// <summary>Rebuilds a model saved by <see cref="Save"/>; the base comes from the zip or from its (verified) directory.</summary>
-    public static TextClassificationModel Load(object ctx, MlNetInternals.ModelVersion version)
-    {
-        BinaryReader reader = MlNetInternals.BeginLoad(ctx, version);
-        TextClassificationSpec spec = TextClassificationSpec.FromJson(reader.ReadString());
-        using var source = SavedBase.Open(ctx, spec.Embedded, spec.BaseDirectory, spec.BaseSha256,
-            [.. BaseFiles, (BaseWeightsEntry, SafetensorsCheckpoint.SingleFileName)]);
-        int labels = spec.IsRegression ? 1 : spec.LabelNames!.Length;
-        var model = RobertaForSequenceClassification.FromPretrained(source.Directory, labels, spec.DType.ToScalarType());
-        AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model, spec.AdapterConfigJson, baseIsResidual: spec.Embedded);
-        model.eval();
-        return new TextClassificationModel(model, source.Directory, adapted, spec with { BaseDirectory = spec.Embedded ? spec.BaseDirectory : source.Directory });
-    }
-
-    /// <summary>Writes a Hugging Face model directory with the adapter merged into the weights.</summary>
+    /// <summary>Writes a Hugging Face model directory with the adapter merged into the weights and the class names as id2label.</summary>
     public void ExportMerged(string directory)
     {
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
@@ -86,8 +51,8 @@ internal sealed class TextClassificationModel : IDisposable
         Adapted?.Merge(safe: true);
         try
         {
-            Model.SaveConfigAndWeights(directory);
-            foreach (var (file, bytes) in TokenizerFiles) File.WriteAllBytes(Path.Combine(directory, file), bytes);
+            Model.SaveConfigAndWeights(directory, Labels?.Names);
+            foreach (var (file, bytes) in Trained.Tokenizer.Files) File.WriteAllBytes(Path.Combine(directory, file), bytes);
         }
         finally { Adapted?.Unmerge(); }
     }
@@ -96,18 +61,8 @@ internal sealed class TextClassificationModel : IDisposable
     public void ExportPeft(string directory)
     {
         if (Adapted is null) throw new InvalidOperationException("This model was fully fine-tuned; it has no adapter to export (use ExportMergedModel).");
-        PeftAdapterDirectory.Save(Adapted, directory, Spec.BaseDirectory, "SEQ_CLS");
+        PeftAdapterDirectory.Save(Adapted, directory, Record.Base.Path, "SEQ_CLS");
     }
 
-    public void Dispose() => Model.Dispose();
-}
-
-internal static class BaseDTypeExtensions
-{
-    public static ScalarType ToScalarType(this BaseDType dtype) => dtype switch
-    {
-        BaseDType.BFloat16 => ScalarType.BFloat16,
-        BaseDType.Float16 => ScalarType.Float16,
-        _ => ScalarType.Float32,
-    };
+    public void Dispose() => Trained.Dispose();
 }

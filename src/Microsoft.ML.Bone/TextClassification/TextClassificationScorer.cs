@@ -11,7 +11,7 @@ internal sealed class TextClassificationScorer : IRowScorer
     public TextClassificationScorer(TextClassificationModel model)
     {
         _model = model;
-        var spec = model.Spec;
+        var spec = model.Settings;
         Columns = spec.IsRegression
             ? [new AddedColumn(spec.Score, NumberDataViewType.Single)]
             :
@@ -26,12 +26,12 @@ internal sealed class TextClassificationScorer : IRowScorer
 
     public IReadOnlyList<string> InputColumnNames { get; }
 
-    public int BatchSize => _model.Spec.BatchSize;
+    public int BatchSize => _model.Record.BatchSize;
 
     public Func<object> CreateInputReader(DataViewRow row)
     {
-        var first = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[_model.Spec.Sentence1]);
-        var second = _model.Spec.Sentence2 is { } s2 ? row.GetGetter<ReadOnlyMemory<char>>(row.Schema[s2]) : null;
+        var first = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[_model.Settings.Sentence1]);
+        var second = _model.Settings.Sentence2 is { } s2 ? row.GetGetter<ReadOnlyMemory<char>>(row.Schema[s2]) : null;
         return () =>
         {
             ReadOnlyMemory<char> a = default, b = default;
@@ -43,10 +43,10 @@ internal sealed class TextClassificationScorer : IRowScorer
 
     public object[][] Score(IReadOnlyList<object> inputs)
     {
-        var spec = _model.Spec;
+        var spec = _model.Settings;
         int[][] sequences = inputs.Cast<(string First, string? Second)>()
-            .Select(p => _model.Tokenizer.Encode(p.First, p.Second, spec.MaxSequenceLength)).ToArray();
-        float[][] outputs = SequenceClassification.Predict(_model.Model, sequences, _model.Tokenizer.PadId, spec.BatchSize, softmax: !spec.IsRegression);
+            .Select(p => _model.Tokenizer.Encode(p.First, p.Second, _model.Record.MaxSequenceLength)).ToArray();
+        float[][] outputs = SequenceClassification.Predict(_model.Model, sequences, _model.Tokenizer.PadId, _model.Record.BatchSize, softmax: !spec.IsRegression);
         return outputs.Select(o => spec.IsRegression
             ? new object[] { o[0] }
             : new object[] { o, (uint)(Array.IndexOf(o, o.Max()) + 1) }).ToArray();

@@ -53,6 +53,9 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguag
     public IReadOnlyList<int> EosTokenIds => Config.EosTokenIds;
 
     /// <inheritdoc/>
+    public int? BosTokenId => Config.BosTokenId;
+
+    /// <inheritdoc/>
     public bool GradientCheckpointing { get => model.GradientCheckpointing; set => model.GradientCheckpointing = value; }
 
     /// <inheritdoc/>
