@@ -68,7 +68,7 @@ public static class ModelRegistry
                 return CausalLMs.FirstOrDefault(a => a.RecognizesFile?.Invoke(path) == true)?.Name
                     ?? throw new InvalidDataException($"{path}: not a checkpoint file of a supported kind ({string.Join(", ", CausalLMs.Where(a => a.RecognizesFile is not null).Select(a => a.Name))}); Hugging Face checkpoints are directories with config.json.");
         }
-        if (!Directory.Exists(path)) throw new DirectoryNotFoundException($"{path}: no such model directory or file.");
+        if (!Directory.Exists(path)) throw new DirectoryNotFoundException($"{path}: no such model directory (a Hugging Face folder with config.json) or checkpoint file.");
         HfConfig config = HfConfig.Load(path);
         if (!config.Has("model_type")) throw config.Error("model_type", $"is missing; supported: {Supported()}");
         return config.String("model_type");

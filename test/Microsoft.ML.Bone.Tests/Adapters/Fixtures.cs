@@ -1,4 +1,5 @@
 using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Nn;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -58,7 +59,7 @@ internal static class Fixtures
     /// <summary>A layer with the fixture weight and bias.</summary>
     public static AdaptableLinear Layer(int outF, int inF, bool bias = true, ScalarType dtype = ScalarType.Float32)
     {
-        var layer = new AdaptableLinear(inF, outF, bias, dtype);
+        var layer = new AdaptableLinear(inF, outF, bias, new ParameterPlacement(dtype));
         using var noGrad = no_grad();
         layer.weight.copy_(ToTensor(Weight(outF, inF)));
         layer.bias?.copy_(ToTensor(Bias(outF)));

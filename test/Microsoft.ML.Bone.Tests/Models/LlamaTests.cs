@@ -63,7 +63,7 @@ public sealed class LlamaTests
         }
         Microsoft.ML.Bone.IO.SafetensorsCheckpoint.WriteIndex(Path.Combine(_dir, "model.safetensors.index.json"), map, 0);
 
-        var kept = LlamaForCausalLM.FromPretrained(_dir, dtype: null);
+        var kept = LlamaForCausalLM.FromPretrained(_dir, new ModelLoadOptions { DType = null });
         Assert.AreEqual(ScalarType.BFloat16, kept.model.layers[1].mlp.down_proj.weight.dtype);
         var float32 = LlamaForCausalLM.FromPretrained(_dir);
         Assert.AreEqual(ScalarType.Float32, float32.model.norm.weight.dtype);

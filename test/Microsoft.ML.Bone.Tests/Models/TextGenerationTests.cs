@@ -9,6 +9,23 @@ public sealed class TextGenerationTests
 {
     private static readonly int[] NoEos = [];
 
+    /// <summary>Greedy decoding that recomputes the whole sequence at every step (no cache): the reference.</summary>
+    internal static List<int> GreedyWithoutCache(LlamaForCausalLM model, int[] prompt, int maxNewTokens, IReadOnlyCollection<int> endOfSequence)
+    {
+        var sequence = prompt.Select(t => (long)t).ToList();
+        var generated = new List<int>();
+        using var noGrad = no_grad();
+        for (int i = 0; i < maxNewTokens; i++)
+        {
+            using var scope = NewDisposeScope();
+            int id = (int)model.call(tensor(sequence.ToArray()).unsqueeze(0))[0, -1].argmax().item<long>();
+            if (endOfSequence.Contains(id)) break;
+            generated.Add(id);
+            sequence.Add(id);
+        }
+        return generated;
+    }
+
     private static LlamaForCausalLM Stories() => Llama2cCheckpoint.Load(SharedData.Path("models", "stories260K", "stories260K.bin"));
 
     [TestMethod]
@@ -19,7 +36,7 @@ public sealed class TextGenerationTests
         {
             int[] prompt = [1, 13, 27, 5];
             var cached = TextGeneration.Generate(model, [prompt], new GenerationOptions { MaxNewTokens = 30 }, NoEos, padId: 0)[0];
-            var uncached = TextGeneration.GreedyWithoutCache(model, prompt, 30, NoEos);
+            var uncached = GreedyWithoutCache(model, prompt, 30, NoEos);
             CollectionAssert.AreEqual(uncached, cached);
         }
     }

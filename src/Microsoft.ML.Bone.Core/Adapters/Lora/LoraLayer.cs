@@ -19,7 +19,10 @@ public sealed class LoraLayer : LayerAdapter
     /// Creates A and B for <paramref name="layer"/> as <paramref name="config"/> says. PiSSA and OLoRA also
     /// rewrite the layer's weight into the residual W − scale·B·A, so the output is unchanged at step 0.
     /// </summary>
-    public LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config)
+    public LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config) : this(modulePath, layer, config, deferResidual: false) { }
+
+    // AdapterModel.Inject defers the residual to Commit, so a failed injection changes no base weight.
+    internal LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config, bool deferResidual)
         : base(nameof(LoraLayer), modulePath)
     {
         Scale = config.Scale;
@@ -30,6 +33,7 @@ public sealed class LoraLayer : LayerAdapter
         if (config.Dropout > 0) _dropout = new Nn.Dropout(config.Dropout);
         RegisterComponents();
         LoraInitializer.Initialize(this, layer, config);
+        if (!deferResidual) Commit(layer);
     }
 
     /// <summary>alpha / r (or alpha / √r).</summary>
