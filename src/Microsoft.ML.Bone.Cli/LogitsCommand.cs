@@ -31,7 +31,7 @@ internal static class LogitsCommand
             Tensor logits = Forward(parse.GetValue(model)!, parse.GetValue(adapter), tokens);
             string path = parse.GetValue(output)!;
             SafetensorsWriter.Write(path, [new("logits", logits.to(ScalarType.Float32).contiguous())]);
-            float[] values = logits.to(ScalarType.Float32).data<float>().ToArray();
+            float[] values = logits.to(ScalarType.Float32).cpu().data<float>().ToArray();
             Console.WriteLine($"logits [{string.Join(", ", logits.shape)}] -> {path}");
             Console.WriteLine(string.Join(" ", values.Take(16).Select(v => v.ToString("G6", CultureInfo.InvariantCulture))) + (values.Length > 16 ? " …" : ""));
             return 0;

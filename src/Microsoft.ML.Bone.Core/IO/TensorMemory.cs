@@ -14,6 +14,7 @@ internal static unsafe class TensorMemory
     /// </summary>
     public static byte* Pointer(Tensor tensor)
     {
+        if (tensor.device_type != TorchSharp.DeviceType.CPU) throw new ArgumentException($"Only CPU memory can be read from the host; move the tensor from {tensor.device} to the CPU first.", nameof(tensor));
         if (!tensor.is_contiguous()) throw new ArgumentException("The tensor must be contiguous.", nameof(tensor));
         using Tensor flat = tensor.reshape(-1);
         using Tensor first = flat.narrow(0, 0, 1);

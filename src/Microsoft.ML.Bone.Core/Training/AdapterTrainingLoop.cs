@@ -66,21 +66,27 @@ public static class AdapterTrainingLoop
             {
                 double lr = LearningRateSchedule.At(options.Schedule, options.LearningRate, step, totalSteps, warmupSteps);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-                optimizer.zero_grad();
                 int micro = Math.Min(options.GradientAccumulationSteps, batches.Count - first);
                 double loss = 0;
-                for (int m = 0; m < micro; m++)
+                // Everything a step creates (gradient views from zero_grad, norms from clipping, the micro-batches'
+                // activations) is disposed with the step; the optimizer keeps its own state outside any scope.
+                using (NewDisposeScope())
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    using var scope = NewDisposeScope();
-                    BatchLoss batch = lossOf(batches[first + m]);
-                    (batch.Loss / micro).backward();
-                    loss += batch.Loss.item<float>() / micro;
-                    tokens += batch.Tokens;
+                    optimizer.zero_grad();
+                    for (int m = 0; m < micro; m++)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        // One scope per micro-batch: its activations go as soon as its backward pass is done.
+                        using var scope = NewDisposeScope();
+                        BatchLoss batch = lossOf(batches[first + m]);
+                        (batch.Loss / micro).backward();
+                        loss += batch.Loss.item<float>() / micro;
+                        tokens += batch.Tokens;
+                    }
+                    if (!double.IsFinite(loss)) throw new InvalidOperationException($"The training loss became {loss} at step {step + 1}; lower the learning rate.");
+                    if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
+                    optimizer.step();
                 }
-                if (!double.IsFinite(loss)) throw new InvalidOperationException($"The training loss became {loss} at step {step + 1}; lower the learning rate.");
-                if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
-                optimizer.step();
                 step++;
 
                 TimeSpan elapsed = clock.Elapsed;

@@ -16,7 +16,10 @@ internal static class MlNetInternals
 
     // Looked up on first use; a missing member (another Microsoft.ML version) is one clear error on every use,
     // never a TypeInitializationException.
-    private static readonly Lazy<Members> Api = new(() => new Members(), LazyThreadSafetyMode.ExecutionAndPublication);
+    private static readonly Lazy<Members> Api = new(() => new Members(typeof(IHostEnvironment).Assembly), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>Looks every member up in <paramref name="core"/> (tests point it at an assembly that lacks them).</summary>
+    internal static void CheckMembers(Assembly core) => _ = new Members(core);
 
     private static readonly ConditionalWeakTable<ComponentCatalog, HashSet<string>> Registered = new();
 
@@ -95,7 +98,7 @@ internal static class MlNetInternals
     /// <summary>Every internal member the bridge uses, found once.</summary>
     private sealed class Members
     {
-        private static readonly Assembly Core = typeof(IHostEnvironment).Assembly;
+        private readonly Assembly _core;
 
         public readonly ConstructorInfo VersionInfoCtor;
         public readonly MethodInfo SaveCheckAtModel, SaveSetVersionInfo, SaveBinaryStreamMethod, LoadCheckAtModel, TryLoadBinaryStreamMethod, AddClass;
@@ -103,8 +106,9 @@ internal static class MlNetInternals
         public readonly ConstructorInfo ShapeColumnCtor, LoadableClassInfoCtor;
         public readonly Type LoadableClassAttributeType, SignatureLoadModel;
 
-        public Members()
+        public Members(Assembly core)
         {
+            _core = core;
             Type versionInfo = CoreType("Microsoft.ML.VersionInfo");
             Type loadContext = CoreType("Microsoft.ML.ModelLoadContext");
             SignatureLoadModel = CoreType("Microsoft.ML.SignatureLoadModel");
@@ -125,7 +129,7 @@ internal static class MlNetInternals
             AddClass = typeof(ComponentCatalog).GetMethod("AddClass", Any) ?? throw Missing("ComponentCatalog.AddClass");
         }
 
-        private static Type CoreType(string name) => Core.GetType(name, throwOnError: false) ?? throw Missing(name);
+        private Type CoreType(string name) => _core.GetType(name, throwOnError: false) ?? throw Missing(name);
 
         private static MethodInfo Method(Type type, string name, Type[] parameters) =>
             type.GetMethod(name, Any, parameters) ?? throw Missing($"{type.Name}.{name}({string.Join(", ", parameters.Select(p => p.Name))})");

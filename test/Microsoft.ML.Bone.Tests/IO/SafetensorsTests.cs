@@ -267,4 +267,21 @@ public sealed class SafetensorsTests
         Assert.AreEqual(123, doc.RootElement.GetProperty("metadata").GetProperty("total_size").GetInt64());
         Assert.AreEqual("s2.safetensors", doc.RootElement.GetProperty("weight_map").GetProperty("y").GetString());
     }
+
+    [TestMethod]
+    public void AFileUsedAfterDisposeThrowsInsteadOfCrashing()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"bone-disposed-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using (var scope = NewDisposeScope()) SafetensorsWriter.Write(path, [new("w", ones(3, 2))]);
+            var file = SafetensorsFile.Open(path);
+            file.Dispose();
+            Assert.ThrowsExactly<ObjectDisposedException>(() => file.Load("w"));
+            var checkpoint = SafetensorsCheckpoint.Open(path);
+            checkpoint.Dispose();
+            Assert.ThrowsExactly<ObjectDisposedException>(() => checkpoint.Load("w"));
+        }
+        finally { File.Delete(path); }
+    }
 }

@@ -39,8 +39,7 @@ public sealed class LlamaTests
         var original = TinyLlama.Create(config);
         original.SaveConfigAndWeights(_dir);
         var model = LlamaForCausalLM.FromPretrained(_dir);
-        double[] inv = RotaryEmbedding.InverseFrequencies(config);
-        Tensor expected = TinyLlama.Reference(StateDict(original), config, Ids, inverseFrequencies: inv);
+        Tensor expected = TinyLlama.Reference(StateDict(original), config, Ids);
         using var noGrad = no_grad();
         AssertClose(expected, model.call(Input(Ids)), 1e-4, name);
     }
@@ -69,7 +68,7 @@ public sealed class LlamaTests
         Assert.AreEqual(ScalarType.Float32, float32.model.norm.weight.dtype);
         using var noGrad = no_grad();
         Tensor logits32 = float32.call(Input(Ids));
-        AssertClose(TinyLlama.Reference(StateDict(float32), config, Ids, inverseFrequencies: RotaryEmbedding.InverseFrequencies(config)), logits32, 1e-4, "fp32 from bf16 shards");
+        AssertClose(TinyLlama.Reference(StateDict(float32), config, Ids), logits32, 1e-4, "fp32 from bf16 shards");
         Tensor logits16 = kept.call(Input(Ids));
         Assert.AreEqual(ScalarType.BFloat16, logits16.dtype);
         double spread = logits32.abs().max().item<float>();
@@ -147,7 +146,7 @@ public sealed class LlamaTests
             foreach (var p in adapted.TrainableParameters()) p.add_(0.05 * (arange(p.numel(), dtype: ScalarType.Float32) * 0.37).cos().reshape(p.shape));
         var weights = StateDict(model);
         var deltas = adapted.AdaptedLayers.ToDictionary(l => l.Key + ".weight", l => l.Value.Adapter!.DeltaWeight(l.Value.weight.detach().to(ScalarType.Float32)).detach().to(ScalarType.Float64));
-        Tensor expected = TinyLlama.Reference(weights, llama, Ids, weight: n => deltas.TryGetValue(n, out var d) ? weights[n].to(ScalarType.Float64) + d : weights[n], inverseFrequencies: RotaryEmbedding.InverseFrequencies(llama));
+        Tensor expected = TinyLlama.Reference(weights, llama, Ids, weight: n => deltas.TryGetValue(n, out var d) ? weights[n].to(ScalarType.Float64) + d : weights[n]);
         using var noGrad = no_grad();
         AssertClose(expected, model.call(Input(Ids)), 1e-4, "unmerged");
         adapted.Merge(safe: true);

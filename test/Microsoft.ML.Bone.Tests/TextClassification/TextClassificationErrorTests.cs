@@ -114,6 +114,17 @@ public sealed class TextClassificationErrorTests
         string zip = Path.Combine(_dir, "model.zip");
         ml.Model.Save(model, data.Schema, zip);
 
+        // An edited config.json of the same size: the digest taken while loading refuses it.
+        string config = Path.Combine(baseCopy, "config.json");
+        string original = File.ReadAllText(config);
+        Assert.IsTrue(original.Contains("\"layer_norm_eps\": 1E-05", StringComparison.Ordinal), original);
+        File.WriteAllText(config, original.Replace("\"layer_norm_eps\": 1E-05", "\"layer_norm_eps\": 2E-05", StringComparison.Ordinal));
+        var edited = Assert.ThrowsExactly<InvalidDataException>(() => new MLContext().Bone.LoadModel(zip, out _));
+        StringAssert.Contains(edited.Message, "config.json");
+        StringAssert.Contains(edited.Message, "different base model");
+        File.WriteAllText(config, original);
+        Assert.IsNotNull(new MLContext().Bone.LoadModel(zip, out _));
+
         // Another model written over the base: same names and shapes, different weights.
         GlueData.TinyModel(baseCopy, hidden: 16, seed: 99);
         var e = Assert.ThrowsExactly<InvalidDataException>(() => new MLContext().Bone.LoadModel(zip, out _));
