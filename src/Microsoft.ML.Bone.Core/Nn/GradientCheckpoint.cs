@@ -61,7 +61,8 @@ public static class GradientCheckpoint
             ctx.save_data("recompute", recompute);
             ctx.save_data("random", recompute.SaveRandomState());
             ctx.save_data("inputNeedsGrad", x.requires_grad);
-            return recompute.Forward(x);
+            // Without a graph nothing needs the block's intermediates: release them now, not when the step's scope ends.
+            return Scoped.Run(() => recompute.Forward(x));
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -75,12 +76,14 @@ public static class GradientCheckpoint
             var now = recompute.SaveRandomState();
             Recompute.RestoreRandomState(random);
             IList<Tensor> grads;
+            using (var scope = NewDisposeScope())
             using (enable_grad())
             {
                 Tensor input = x.detach().requires_grad_(inputNeedsGrad);
                 Tensor output = recompute.Forward(input);
                 List<Tensor> inputs = inputNeedsGrad ? [input, .. trainable] : [.. trainable];
                 grads = autograd.grad([output], inputs, [gradOutput], allow_unused: true);
+                foreach (Tensor g in grads) g?.MoveToOuterDisposeScope();
             }
             Recompute.RestoreRandomState(now);
             var result = new List<Tensor> { inputNeedsGrad ? grads[0] : null!, null! };

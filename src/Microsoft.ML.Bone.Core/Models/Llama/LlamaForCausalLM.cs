@@ -171,9 +171,10 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
             int window = _config.WindowOf(i) ?? 0;
             if (!masks.TryGetValue(window, out Tensor? mask)) masks[window] = mask = Mask(b, t, past, attentionMask, window, hidden.dtype, inputIds.device);
             LlamaDecoderLayer layer = layers[i];
+            Tensor input = hidden;
             hidden = checkpoint
-                ? GradientCheckpoint.Run(layer, hidden, h => layer.Forward(h, cos, sin, mask, null))
-                : layer.Forward(hidden, cos, sin, mask, cache);
+                ? GradientCheckpoint.Run(layer, input, h => layer.Forward(h, cos, sin, mask, null))
+                : Scoped.Run(() => layer.Forward(input, cos, sin, mask, cache));
         }
         return norm.call(hidden);
     }

@@ -247,7 +247,10 @@ public sealed class RobertaEncoder : nn.Module<Tensor, Tensor, Tensor>
     {
         bool checkpoint = GradientCheckpointing && training && is_grad_enabled();
         foreach (RobertaLayer l in layer)
-            hidden = checkpoint ? GradientCheckpoint.Run(l, hidden, h => l.call(h, additiveMask)) : l.call(hidden, additiveMask);
+        {
+            Tensor input = hidden;
+            hidden = checkpoint ? GradientCheckpoint.Run(l, input, h => l.call(h, additiveMask)) : Scoped.Run(() => l.call(input, additiveMask));
+        }
         return hidden;
     }
 }
