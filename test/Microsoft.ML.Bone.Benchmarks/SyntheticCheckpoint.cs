@@ -48,8 +48,13 @@ internal static class SyntheticCheckpoint
         {
             string shard = $"model-{s + 1:00000}-of-{groups.Count:00000}.safetensors";
             using var scope = NewDisposeScope();
-            var part = groups[s].Select(t => new KeyValuePair<string, Tensor>(t.Item1,
-                (t.Item1.EndsWith("norm.weight", StringComparison.Ordinal) ? ones(t.Item2) : randn(t.Item2, generator: generator) * 0.02).to(ScalarType.BFloat16))).ToList();
+            // Each tensor's float32 draw is freed as soon as its bf16 copy exists: the writer holds one shard, not three.
+            var part = groups[s].Select(t =>
+            {
+                using var draw = NewDisposeScope();
+                Tensor value = (t.Item1.EndsWith("norm.weight", StringComparison.Ordinal) ? ones(t.Item2) : randn(t.Item2, generator: generator).mul_(0.02)).to(ScalarType.BFloat16);
+                return new KeyValuePair<string, Tensor>(t.Item1, value.MoveToOuterDisposeScope());
+            }).ToList();
             SafetensorsWriter.Write(Path.Combine(directory, shard), part, new Dictionary<string, string> { ["format"] = "pt" });
             foreach (var (name, _) in part) weightMap[name] = shard;
         }
