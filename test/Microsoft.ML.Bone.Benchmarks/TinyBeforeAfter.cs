@@ -29,10 +29,11 @@ internal static class TinyBeforeAfter
             var f = Fixtures(work, data);
             (string Name, string[] Args)[] cases =
             [
-                ("classify train (RoBERTa h64, 400 SST-2 rows)", ["classify", "train", "--model", f.Roberta, "--train", f.Sst2, "--epochs", "1", "--batch-size", "16", "--max-length", "64", "--rank", "8", "--out", Path.Combine(work, "c.zip")]),
-                ("lm train (LLaMA h64, 64 GSM8K rows)", ["lm", "train", "--model", f.Llama, "--train", f.Gsm8k, "--epochs", "1", "--batch-size", "4", "--max-length", "128", "--rank", "8", "--max-new-tokens", "16", "--out", Path.Combine(work, "l.zip")]),
-                ("lm eval (8 rows, 16 new tokens each)", ["lm", "eval", "--model", Path.Combine(work, "l.zip"), "--data", f.Gsm8kTest]),
-                ("logits (LLaMA, 64 ids)", ["logits", "--model", f.Llama, "--ids", string.Join(',', Enumerable.Range(1, 64)), "--out", Path.Combine(work, "x.safetensors")]),
+                // {out} is a folder of each revision's own: their model zips differ in format.
+                ("classify train (RoBERTa h64, 400 SST-2 rows)", ["classify", "train", "--model", f.Roberta, "--train", f.Sst2, "--epochs", "1", "--batch-size", "16", "--max-length", "64", "--rank", "8", "--out", "{out}/c.zip"]),
+                ("lm train (LLaMA h64, 64 GSM8K rows)", ["lm", "train", "--model", f.Llama, "--train", f.Gsm8k, "--epochs", "1", "--batch-size", "4", "--max-length", "128", "--rank", "8", "--max-new-tokens", "16", "--out", "{out}/l.zip"]),
+                ("lm eval (8 rows, 16 new tokens each)", ["lm", "eval", "--model", "{out}/l.zip", "--data", f.Gsm8kTest]),
+                ("logits (LLaMA, 64 ids)", ["logits", "--model", f.Llama, "--ids", string.Join(',', Enumerable.Range(1, 64)), "--out", "{out}/x.safetensors"]),
             ];
             Console.WriteLine($"| command | {baseline} (s) | this tree (s) | this / {baseline} |");
             Console.WriteLine("|---|---|---|---|");
@@ -40,10 +41,12 @@ internal static class TinyBeforeAfter
             {
                 var before = new List<double>();
                 var after = new List<double>();
+                string oldOut = Directory.CreateDirectory(Path.Combine(work, "out-baseline")).FullName, newOut = Directory.CreateDirectory(Path.Combine(work, "out-tree")).FullName;
+                string[] With(string folder) => commandArgs.Select(a => a.Replace("{out}", folder, StringComparison.Ordinal)).ToArray();
                 for (int r = 0; r < repeats; r++)
                 {
-                    before.Add(Time(oldCli, commandArgs));
-                    after.Add(Time(newCli, commandArgs));
+                    before.Add(Time(oldCli, With(oldOut)));
+                    after.Add(Time(newCli, With(newOut)));
                 }
                 double b = Median(before), a = Median(after);
                 Console.WriteLine($"| {name} | {b:F2} | {a:F2} | {a / b:F2} |");
