@@ -19,6 +19,13 @@ internal sealed class Measured
         return (Read("VmHWM:"), Read("VmRSS:"));
     }
 
+    /// <summary>The value after <paramref name="name"/> on the command line, or null.</summary>
+    public static string? Option(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+
     /// <summary>Writes the values as the report line.</summary>
     public int Report()
     {

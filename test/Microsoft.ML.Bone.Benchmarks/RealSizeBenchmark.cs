@@ -18,9 +18,9 @@ internal static class RealSizeBenchmark
 {
     public static int Run(string[] args)
     {
-        string shape = Option(args, "--shape") ?? "tinyllama";
-        string dir = Option(args, "--dir") ?? Path.Combine(Path.GetTempPath(), $"bone-bench-{shape}");
-        int[] lengths = (Option(args, "--seq") ?? "256,1024").Split(',').Select(int.Parse).ToArray();
+        string shape = Measured.Option(args, "--shape") ?? "tinyllama";
+        string dir = Measured.Option(args, "--dir") ?? Path.Combine(Path.GetTempPath(), $"bone-bench-{shape}");
+        int[] lengths = (Measured.Option(args, "--seq") ?? "256,1024").Split(',').Select(int.Parse).ToArray();
         LlamaConfig config = SyntheticCheckpoint.Shape(shape);
         var clock = Stopwatch.StartNew();
         long bytes = File.Exists(Path.Combine(dir, "config.json")) ? Directory.GetFiles(dir, "*.safetensors").Sum(f => new FileInfo(f).Length) : SyntheticCheckpoint.Write(dir, config);
@@ -86,9 +86,4 @@ internal static class RealSizeBenchmark
         return m.Report();
     }
 
-    private static string? Option(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
 }

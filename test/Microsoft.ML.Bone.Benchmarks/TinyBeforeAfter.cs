@@ -16,8 +16,8 @@ internal static class TinyBeforeAfter
 {
     public static int Run(string[] args)
     {
-        string baseline = Option(args, "--baseline") ?? "b211a62";
-        int repeats = int.Parse(Option(args, "--repeats") ?? "3");
+        string baseline = Measured.Option(args, "--baseline") ?? "b211a62";
+        int repeats = int.Parse(Measured.Option(args, "--repeats") ?? "3");
         string root = RepositoryRoot();
         string data = Path.GetFullPath(Path.Combine(root, "..", "shared", "data"));
         string work = Directory.CreateTempSubdirectory("bone-tiny-bench-").FullName;
@@ -122,9 +122,4 @@ internal static class TinyBeforeAfter
 
     private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
 
-    private static string? Option(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
 }
