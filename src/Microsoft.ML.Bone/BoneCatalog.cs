@@ -5,18 +5,14 @@ using Microsoft.ML.Bone.Persistence;
 namespace Microsoft.ML.Bone;
 
 /// <summary>
-/// Bone fine-tuning for one <see cref="MLContext"/>: <c>mlContext.Bone</c>. Getting it also registers the loaders of
-/// Bone transformers in that context, so <c>mlContext.Model.Load</c> can read zips that contain them.
+/// Bone fine-tuning for one <see cref="MLContext"/>: <c>mlContext.Bone</c>. (Loading needs nothing from here:
+/// <c>mlContext.Model.Load</c> finds the Bone transformers in any context.)
 /// </summary>
 public sealed partial class BoneCatalog
 {
     private static readonly ConditionalWeakTable<MLContext, BoneCatalog> Catalogs = new();
 
-    private BoneCatalog(MLContext context)
-    {
-        Context = context;
-        BoneLoaders.Register(context.ComponentCatalog);
-    }
+    private BoneCatalog(MLContext context) => Context = context;
 
     /// <summary>The context this catalog belongs to.</summary>
     public MLContext Context { get; }
@@ -29,11 +25,23 @@ public sealed partial class BoneCatalog
     /// </summary>
     public ITransformer LoadModel(string path, out DataViewSchema inputSchema, string? baseModelPath = null)
     {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model zip not found.", path);
+        using var stream = File.OpenRead(path);
+        return LoadModel(stream, out inputSchema, baseModelPath);
+    }
+
+    /// <summary>
+    /// Loads a model zip from <paramref name="stream"/> (as <c>mlContext.Model.Load(stream, ...)</c>), surfacing the
+    /// loader's own error; <paramref name="baseModelPath"/> points at the base checkpoint when it moved since training.
+    /// </summary>
+    public ITransformer LoadModel(Stream stream, out DataViewSchema inputSchema, string? baseModelPath = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
         using (BoneLoaders.OverrideBaseModel(baseModelPath))
         {
             try
             {
-                return Context.Model.Load(path, out inputSchema);
+                return Context.Model.Load(stream, out inputSchema);
             }
             catch (Exception e) when (e is System.Reflection.TargetInvocationException or InvalidOperationException && Innermost(e) is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
             {

@@ -15,7 +15,7 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
     // 0x00010001: first format (settings per task, LLaMA only, base identified by whole-file SHA-256).
     // 0x00020001: one saved-model record for every task and architecture, tokenizer files inside the zip, base
     //             identified by file sizes and the content digest taken while it loads.
-    internal static readonly MlNetInternals.ModelVersion Version = new("BONECSLM", 0x00020001, 0x00020001, 0x00020001, LoaderSignature, typeof(BoneCausalLMTransformer).Assembly);
+    internal static readonly MlNetInternals.ModelVersion Version = new("BONECSLM", 0x00020001, 0x00020001, 0x00020001, LoaderSignature);
 
     private readonly CausalLMModel _model;
 
@@ -46,7 +46,7 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
 
     private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
 
-    // Found by reflection (BoneLoaders) and called by ML.NET's model loader with its ModelLoadContext.
+    // ML.NET's model loader calls this with its (internal) ModelLoadContext; see Persistence/BoneLoaders.cs.
     private static BoneCausalLMTransformer Create(IHostEnvironment env, object ctx) => new(CausalLMModel.Load(ctx, Version), []);
 
     /// <inheritdoc/>

@@ -21,16 +21,14 @@ internal static class MlNetInternals
     /// <summary>Looks every member up in <paramref name="core"/> (tests point it at an assembly that lacks them).</summary>
     internal static void CheckMembers(Assembly core) => _ = new Members(core);
 
-    private static readonly ConditionalWeakTable<ComponentCatalog, HashSet<string>> Registered = new();
-
     /// <summary>
     /// Identity of a saved model part, as ML.NET's <c>VersionInfo</c>: its 8-character signature; the version it is
     /// written with; the oldest reader that can read it; and the oldest version this code can still read.
     /// </summary>
-    public sealed record ModelVersion(string Signature, uint Written, uint Readable, uint WeCanReadBack, string LoaderSignature, Assembly LoaderAssembly)
+    public sealed record ModelVersion(string Signature, uint Written, uint Readable, uint WeCanReadBack, string LoaderSignature)
     {
         internal object ToVersionInfo() =>
-            Api.Value.VersionInfoCtor.Invoke([Signature, Written, Readable, WeCanReadBack, LoaderAssembly.FullName, LoaderSignature, null]);
+            Api.Value.VersionInfoCtor.Invoke([Signature, Written, Readable, WeCanReadBack, BoneLoaders.AssemblyName, LoaderSignature, null]);
     }
 
     /// <summary>Starts a model entry: checks the context and records our signature, version and loader.</summary>
@@ -60,27 +58,6 @@ internal static class MlNetInternals
     /// <summary>Reads a sibling entry written by <see cref="SaveBinaryStream"/>; false when it is absent.</summary>
     public static bool TryLoadBinaryStream(object ctx, string name, Action<BinaryReader> read) => (bool)Invoke(Api.Value.TryLoadBinaryStreamMethod, ctx, [name, read])!;
 
-    /// <summary>
-    /// Registers <paramref name="create"/> (a static <c>T Create(IHostEnvironment env, object ctx)</c>) as the loader
-    /// of <paramref name="loaderSignature"/> in <paramref name="catalog"/>, so <c>mlContext.Model.Load</c> finds it.
-    /// Idempotent per catalog.
-    /// </summary>
-    public static void RegisterLoader(ComponentCatalog catalog, Type instanceType, MethodInfo create, string loaderSignature)
-    {
-        Members m = Api.Value;
-        HashSet<string> done = Registered.GetValue(catalog, _ => new HashSet<string>(StringComparer.OrdinalIgnoreCase));
-        // ComponentCatalog.AddClass takes no lock of its own (RegisterAssembly holds the catalog's _lock around it).
-        object gate = typeof(ComponentCatalog).GetField("_lock", Any)?.GetValue(catalog) ?? done;
-        lock (gate)
-        {
-            // Load names are matched case-insensitively, and a second class under the same name is an error.
-            if (!done.Add(loaderSignature)) return;
-            object attribute = Activator.CreateInstance(m.LoadableClassAttributeType, instanceType, null, m.SignatureLoadModel, "Bone " + loaderSignature, new[] { loaderSignature })!;
-            object info = m.LoadableClassInfoCtor.Invoke([attribute, null, null, create, true]);
-            Invoke(m.AddClass, catalog, [info, new[] { loaderSignature }, false]);
-        }
-    }
-
     /// <summary>A <see cref="SchemaShape.Column"/> (its constructor is internal).</summary>
     public static SchemaShape.Column ShapeColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null) =>
         (SchemaShape.Column)Api.Value.ShapeColumnCtor.Invoke([name, kind, itemType, isKey, annotations]);
@@ -101,18 +78,15 @@ internal static class MlNetInternals
         private readonly Assembly _core;
 
         public readonly ConstructorInfo VersionInfoCtor;
-        public readonly MethodInfo SaveCheckAtModel, SaveSetVersionInfo, SaveBinaryStreamMethod, LoadCheckAtModel, TryLoadBinaryStreamMethod, AddClass;
+        public readonly MethodInfo SaveCheckAtModel, SaveSetVersionInfo, SaveBinaryStreamMethod, LoadCheckAtModel, TryLoadBinaryStreamMethod;
         public readonly FieldInfo SaveWriterField, LoadReaderField;
-        public readonly ConstructorInfo ShapeColumnCtor, LoadableClassInfoCtor;
-        public readonly Type LoadableClassAttributeType, SignatureLoadModel;
+        public readonly ConstructorInfo ShapeColumnCtor;
 
         public Members(Assembly core)
         {
             _core = core;
             Type versionInfo = CoreType("Microsoft.ML.VersionInfo");
             Type loadContext = CoreType("Microsoft.ML.ModelLoadContext");
-            SignatureLoadModel = CoreType("Microsoft.ML.SignatureLoadModel");
-            LoadableClassAttributeType = CoreType("Microsoft.ML.LoadableClassAttribute");
             VersionInfoCtor = versionInfo.GetConstructor(Any, [typeof(string), typeof(uint), typeof(uint), typeof(uint), typeof(string), typeof(string), typeof(string)])
                 ?? throw Missing("VersionInfo(string, uint, uint, uint, string, string, string)");
             SaveCheckAtModel = Method(typeof(ModelSaveContext), "CheckAtModel", []);
@@ -124,9 +98,6 @@ internal static class MlNetInternals
             TryLoadBinaryStreamMethod = Method(loadContext, "TryLoadBinaryStream", [typeof(string), typeof(Action<BinaryReader>)]);
             ShapeColumnCtor = typeof(SchemaShape.Column).GetConstructor(Any, [typeof(string), typeof(SchemaShape.Column.VectorKind), typeof(DataViewType), typeof(bool), typeof(SchemaShape)])
                 ?? throw Missing("SchemaShape.Column(string, VectorKind, DataViewType, bool, SchemaShape)");
-            Type infoType = typeof(ComponentCatalog).GetNestedType("LoadableClassInfo", Any) ?? throw Missing("ComponentCatalog.LoadableClassInfo");
-            LoadableClassInfoCtor = infoType.GetConstructors(Any).SingleOrDefault(c => c.GetParameters().Length == 5) ?? throw Missing("LoadableClassInfo(attr, getter, ctor, create, requireEnvironment)");
-            AddClass = typeof(ComponentCatalog).GetMethod("AddClass", Any) ?? throw Missing("ComponentCatalog.AddClass");
         }
 
         private Type CoreType(string name) => _core.GetType(name, throwOnError: false) ?? throw Missing(name);

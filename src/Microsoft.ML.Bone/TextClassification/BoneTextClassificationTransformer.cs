@@ -17,7 +17,7 @@ public sealed class BoneTextClassificationTransformer : ScoringTransformer
     // 0x00010001: first format (settings per task, base identified by whole-file SHA-256).
     // 0x00020001: one saved-model record for every task, tokenizer files inside the zip, base identified by file
     //             sizes and the content digest taken while it loads.
-    internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00020001, 0x00020001, 0x00020001, LoaderSignature, typeof(BoneTextClassificationTransformer).Assembly);
+    internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00020001, 0x00020001, 0x00020001, LoaderSignature);
 
     private readonly TextClassificationModel _model;
 
@@ -48,7 +48,7 @@ public sealed class BoneTextClassificationTransformer : ScoringTransformer
 
     private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
 
-    // Found by reflection (BoneLoaders) and called by ML.NET's model loader with its ModelLoadContext.
+    // ML.NET's model loader calls this with its (internal) ModelLoadContext; see Persistence/BoneLoaders.cs.
     private static BoneTextClassificationTransformer Create(IHostEnvironment env, object ctx) => new(TextClassificationModel.Load(ctx, Version), []);
 
     /// <inheritdoc/>
