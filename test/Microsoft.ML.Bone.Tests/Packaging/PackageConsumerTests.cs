@@ -5,7 +5,7 @@ namespace Microsoft.ML.Bone.Tests.Packaging;
 /// <summary>
 /// The packages as a user gets them: packed from a copy of the sources into a local folder feed, referenced by a fresh
 /// console project outside the repository by PackageReference alone, built (which must apply the Debian 12 fix to its
-/// own output) and run on a tiny text-classification and causal-LM pipeline.
+/// own output) and run on a tiny text-classification and causal-LM pipeline; the samples build from the same feed.
 /// </summary>
 [TestClass]
 public sealed class PackageConsumerTests
@@ -29,9 +29,7 @@ public sealed class PackageConsumerTests
                 Run(sources, "dotnet", "pack", project, "-c", "Release", "-o", feed, $"-p:Version={version}", "--nologo");
             Assert.IsTrue(File.Exists(Path.Combine(feed, $"Microsoft.ML.Bone.Core.{version}.snupkg")), "symbols package");
 
-            string app = Path.Combine(work, "app");
-            Directory.CreateDirectory(app);
-            File.WriteAllText(Path.Combine(app, "NuGet.config"), $"""
+            string nugetConfig = $"""
                 <?xml version="1.0" encoding="utf-8"?>
                 <configuration>
                   <packageSources>
@@ -40,7 +38,18 @@ public sealed class PackageConsumerTests
                     <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
                   </packageSources>
                 </configuration>
-                """);
+                """;
+
+            // The samples are user projects too: they build from the same feed, unchanged but for the feed's location.
+            string samples = Path.Combine(work, "samples");
+            Copy(Path.Combine(root, "samples"), samples);
+            File.WriteAllText(Path.Combine(samples, "NuGet.config"), nugetConfig);
+            foreach (string sample in new[] { "TextClassification", "CausalLM" })
+                Run(samples, "dotnet", "build", Path.Combine(sample, sample + ".csproj"), "-c", "Release", $"-p:BoneVersion={version}", "--nologo");
+
+            string app = Path.Combine(work, "app");
+            Directory.CreateDirectory(app);
+            File.WriteAllText(Path.Combine(app, "NuGet.config"), nugetConfig);
             File.WriteAllText(Path.Combine(app, "App.csproj"), $"""
                 <Project Sdk="Microsoft.NET.Sdk">
                   <PropertyGroup>
