@@ -34,9 +34,16 @@ public sealed partial class BoneCatalog
     /// </summary>
     public CausalLMEvaluation EvaluateCausalLM(IDataView scored, string? completionColumnName = null)
     {
-        if (scored is not Data.ScoredDataView { Scorer: CausalLMScorer scorer })
-            throw new ArgumentException("The data was not produced by a BoneCausalLMTransformer; use EvaluateCausalLM(model, data).", nameof(scored));
-        return Evaluate(scorer.Model, scored, completionColumnName);
+        ArgumentNullException.ThrowIfNull(scored);
+        // The model is found through its completion column, wherever later pipeline steps put it.
+        var found = LiveCausalLMs.In(scored.Schema);
+        if (completionColumnName is not null) found = found.Where(f => f.Column == completionColumnName).ToList();
+        return found.Select(f => f.Model).Distinct().ToList() switch
+        {
+            [var model] => Evaluate(model, scored, completionColumnName ?? found[0].Column),
+            [] => throw new ArgumentException($"No column of the data was made by a BoneCausalLMTransformer (columns: {string.Join(", ", scored.Schema.Where(c => !c.IsHidden).Select(c => c.Name))}); use EvaluateCausalLM(model, data).", nameof(scored)),
+            _ => throw new ArgumentException($"Columns of several causal LMs are in the data ({string.Join(", ", found.Select(f => f.Column))}); name one with completionColumnName.", nameof(completionColumnName)),
+        };
     }
 
     /// <summary>

@@ -48,7 +48,7 @@ public abstract class AdapterConfig
     /// change here: changes to the base weight wait for <see cref="LayerAdapter.Commit"/>, so a failed injection
     /// leaves the model as it was.
     /// </summary>
-    internal abstract LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath);
+    internal abstract LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath, TorchSharp.torch.Generator? random);
 
     /// <summary>
     /// A copy of these options (the one place configs are copied: saved models restore PiSSA / OLoRA with a plain

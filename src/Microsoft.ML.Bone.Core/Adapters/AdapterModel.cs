@@ -42,7 +42,10 @@ public sealed class AdapterModel
     /// matches, when a targeted module is not an adaptable linear layer, or when a layer cannot take the adapter
     /// (e.g. Bat with a rank that does not divide the weight).
     /// </summary>
-    public static AdapterModel Inject(nn.Module model, AdapterConfig config)
+    /// <param name="model">The model to change in place.</param>
+    /// <param name="config">What to inject where.</param>
+    /// <param name="random">Draws random initial values (LoRA's A, PiSSA's randomized sketch); null uses torch's global generator.</param>
+    public static AdapterModel Inject(nn.Module model, AdapterConfig config, Generator? random = null)
     {
         config.Validate();
         var layers = new List<KeyValuePair<string, AdaptableLinear>>();
@@ -77,7 +80,7 @@ public sealed class AdapterModel
         var adapters = new List<LayerAdapter>();
         try
         {
-            foreach (var (path, layer) in layers) adapters.Add(config.CreateAdapter(layer, path));
+            foreach (var (path, layer) in layers) adapters.Add(config.CreateAdapter(layer, path, random));
         }
         catch
         {

@@ -89,6 +89,9 @@ public sealed record ModelLoadOptions
     /// <summary>Device of the weights; null means the CPU.</summary>
     public Device? Device { get; init; }
 
+    /// <summary>Draws the initial values of anything the checkpoint lacks (a new classification head); null uses torch's global generator.</summary>
+    public Generator? Random { get; init; }
+
     /// <summary>When set, receives the hash of every file and tensor read (the base model's identity).</summary>
     public IO.WeightFingerprint? Fingerprint { get; init; }
 

@@ -17,8 +17,9 @@ public sealed class ByteLevelBpeTokenizer : ICausalTokenizer
     private readonly BpeTokenizer _bpe;
     private readonly HashSet<int> _special;
 
-    private ByteLevelBpeTokenizer(BpeTokenizer bpe, int? bos, int eos, int pad, HashSet<int> special)
+    private ByteLevelBpeTokenizer(BpeTokenizer bpe, int? bos, int eos, int pad, HashSet<int> special, int idLimit)
     {
+        IdLimit = idLimit;
         _bpe = bpe;
         BosId = bos;
         EosId = eos;
@@ -32,6 +33,8 @@ public sealed class ByteLevelBpeTokenizer : ICausalTokenizer
     public int EosId { get; }
     /// <inheritdoc/>
     public int PadId { get; }
+    /// <inheritdoc/>
+    public int IdLimit { get; }
 
     /// <summary>
     /// Builds the tokenizer from the files in <paramref name="files"/> (by name). <paramref name="bos"/> and
@@ -60,7 +63,7 @@ public sealed class ByteLevelBpeTokenizer : ICausalTokenizer
                 SpecialTokens = specials,
                 PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), specials),
             });
-            return new ByteLevelBpeTokenizer(bpe, bos, eos, eos, [.. added.Values, eos, .. bos is { } b ? new[] { b } : []]);
+            return new ByteLevelBpeTokenizer(bpe, bos, eos, eos, [.. added.Values, eos, .. bos is { } b ? new[] { b } : []], vocab.Values.Max() + 1);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
         {

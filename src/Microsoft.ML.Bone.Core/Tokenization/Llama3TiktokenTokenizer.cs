@@ -30,6 +30,8 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
     public int EosId { get; }
     /// <summary>LLaMA-3 has no pad token; &lt;|end_of_text|&gt; pads (never attended to).</summary>
     public int PadId => EosId;
+    /// <inheritdoc/>
+    public int IdLimit => _bos + 256;
 
     /// <summary>True when <paramref name="path"/> looks like a tiktoken rank file rather than a SentencePiece model.</summary>
     public static bool IsTiktokenFile(string path) => IsTiktoken(File.ReadAllBytes(path));

@@ -11,6 +11,8 @@ public interface ICausalTokenizer
     int EosId { get; }
     /// <summary>Id used for padding (never attended to).</summary>
     int PadId { get; }
+    /// <summary>One more than the largest id the tokenizer can produce (the model's vocabulary must be at least this).</summary>
+    int IdLimit { get; }
     /// <summary>Ids of <paramref name="text"/>, with BOS first when <paramref name="addBos"/> and the model has one.</summary>
     int[] Encode(string text, bool addBos);
     /// <summary>Text of <paramref name="ids"/> (special tokens dropped).</summary>
@@ -30,6 +32,8 @@ public sealed class LlamaSentencePieceTokenizer : ICausalTokenizer
     public int EosId => _tokenizer.EndOfSentenceId;
     /// <summary>LLaMA has no pad token; &lt;unk&gt; (0) pads, as common LLaMA fine-tuning set-ups do.</summary>
     public int PadId => _tokenizer.UnknownId;
+    /// <inheritdoc/>
+    public int IdLimit => _tokenizer.Vocabulary.Values.Max() + 1;
 
     /// <summary>Loads <c>tokenizer.model</c> from a model directory (or the file itself).</summary>
     public static LlamaSentencePieceTokenizer Load(string directoryOrFile)

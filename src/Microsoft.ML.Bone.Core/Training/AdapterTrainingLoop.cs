@@ -42,7 +42,25 @@ public static class AdapterTrainingLoop
         if (trainable.Count == 0) throw new ArgumentException("There are no trainable parameters.", nameof(trainable));
 
         var random = new Random(options.Seed);
-        manual_seed(options.Seed);
+        // Dropout draws from a stream of this run's seed, not torch's global generator (unless the caller gave one).
+        using var dropoutRandom = new Nn.RandomSource((ulong)options.Seed);
+        var unseeded = model.modules().OfType<Nn.Dropout>().Where(d => d.Random is null).ToList();
+        foreach (Nn.Dropout d in unseeded) d.Random = dropoutRandom;
+        try
+        {
+            return RunSeeded(model, trainable, lengths, lossOf, validate, options, progress, log, cancellationToken, random);
+        }
+        finally
+        {
+            foreach (Nn.Dropout d in unseeded) d.Random = null;
+        }
+    }
+
+    private static TrainingResult RunSeeded(
+        nn.Module model, IReadOnlyList<Parameter> trainable, IReadOnlyList<int> lengths, Func<int[], BatchLoss> lossOf,
+        Func<double>? validate, TrainingOptions options, IProgress<TrainingProgress>? progress, Action<string>? log,
+        CancellationToken cancellationToken, Random random)
+    {
         int batchesPerEpoch = (lengths.Count + options.BatchSize - 1) / options.BatchSize;
         int stepsPerEpoch = (batchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps;
         int totalSteps = stepsPerEpoch * options.Epochs;

@@ -69,6 +69,8 @@ internal sealed class CausalLMFit : FitTask
     public override void Prepare(IPretrainedModel model, TokenizerFiles tokenizer)
     {
         var lm = (ICausalLanguageModel)model;
+        if (_o.MaxSequenceLength > model.MaxSequenceLength)
+            throw new ArgumentOutOfRangeException(nameof(_o.MaxSequenceLength), _o.MaxSequenceLength, $"MaxSequenceLength ({_o.MaxSequenceLength}) exceeds the {model.MaxSequenceLength} positions the model was trained for (max_position_embeddings in {Path.Combine(_o.ModelPath, "config.json")}); lower it, or use a checkpoint with rope_scaling for longer contexts.");
         _tokenizer = CausalLMModel.OpenTokenizer(lm, tokenizer);
         _examples = _pairs.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();
         _validation = _validationPairs?.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();

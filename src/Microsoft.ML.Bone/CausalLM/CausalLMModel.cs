@@ -28,6 +28,8 @@ internal sealed class CausalLMModel : IDisposable
     {
         int eos = model.EosTokenIds.Count > 0 ? model.EosTokenIds[0] : throw new InvalidDataException($"{model.ModelType} model: config.json gives no eos_token_id.");
         ICausalTokenizer tokenizer = CausalTokenizers.Load(files, model.BosTokenId, eos);
+        if (tokenizer.IdLimit > model.VocabSize)
+            throw new InvalidDataException($"The tokenizer in {files.Source} produces ids up to {tokenizer.IdLimit - 1}, but the model's config.json gives vocab_size {model.VocabSize}: the tokenizer and the model do not belong together (set TokenizerPath to the model's own tokenizer).");
         foreach (var (name, id) in new[] { ("EOS", tokenizer.EosId), ("padding", tokenizer.PadId), ("BOS", tokenizer.BosId ?? 0) })
             if (id < 0 || id >= model.VocabSize)
                 throw new InvalidDataException($"{files.Source}: the tokenizer's {name} id {id} is outside the model's vocabulary of {model.VocabSize} (config.json vocab_size): the tokenizer and the model do not belong together.");
@@ -58,6 +60,9 @@ internal sealed class CausalLMModel : IDisposable
     }
 
     public void Save(ModelSaveContext ctx, MlNetInternals.ModelVersion version) => Trained.Save(ctx, version);
+
+    /// <summary>Writes a Hugging Face model directory (config, merged weights, tokenizer files) that needs no adapter code.</summary>
+    public void ExportMerged(string directory) => Trained.ExportMerged(directory, null);
 
     public static CausalLMModel Load(object ctx, MlNetInternals.ModelVersion version) =>
         new(FineTunedModel.Load(ctx, version, (_, path, options) => ModelRegistry.LoadCausalLM(path, options)));

@@ -7,7 +7,16 @@ internal sealed class CausalLMScorer(CausalLMModel model, Action<int, string>? o
 {
     public CausalLMModel Model => model;
 
-    public IReadOnlyList<AddedColumn> Columns { get; } = [new AddedColumn(model.Settings.Completion, TextDataViewType.Instance)];
+    public IReadOnlyList<AddedColumn> Columns { get; } = [new AddedColumn(model.Settings.Completion, TextDataViewType.Instance, ModelAnnotation(model))];
+
+    // Points EvaluateCausalLM from the scored data back to this model (see LiveCausalLMs).
+    private static DataViewSchema.Annotations ModelAnnotation(CausalLMModel model)
+    {
+        string id = LiveCausalLMs.Register(model);
+        var builder = new DataViewSchema.Annotations.Builder();
+        builder.Add(LiveCausalLMs.AnnotationKind, TextDataViewType.Instance, (ref ReadOnlyMemory<char> v) => v = id.AsMemory());
+        return builder.ToAnnotations();
+    }
 
     public IReadOnlyList<string> InputColumnNames { get; } = [model.Settings.Prompt];
 

@@ -43,6 +43,31 @@ internal sealed record LabelValues(string[] Names, string ValueType)
         return new LabelValues(Enumerable.Range(0, count).Select(i => i.ToString(CultureInfo.InvariantCulture)).ToArray(), "Text");
     }
 
+    /// <summary>
+    /// A reader of <paramref name="column"/> (a raw label of one of the supported types) as the invariant string these
+    /// names use, or null for a missing value (NaN, empty text); null when the column's type is not supported.
+    /// </summary>
+    public static Func<string?>? ValueReader(DataViewRow row, DataViewSchema.Column column)
+    {
+        Func<string?> Read<T>(Func<T, string?> format)
+        {
+            var get = row.GetGetter<T>(column);
+            T value = default!;
+            return () => { get(ref value); return format(value); };
+        }
+        return column.Type switch
+        {
+            TextDataViewType => Read<ReadOnlyMemory<char>>(v => v.Length == 0 ? null : v.ToString()),
+            var t when t == NumberDataViewType.Single => Read<float>(v => float.IsNaN(v) ? null : v.ToString("R", CultureInfo.InvariantCulture)),
+            var t when t == NumberDataViewType.Double => Read<double>(v => double.IsNaN(v) ? null : v.ToString("R", CultureInfo.InvariantCulture)),
+            var t when t == NumberDataViewType.Int32 => Read<int>(v => v.ToString(CultureInfo.InvariantCulture)),
+            var t when t == NumberDataViewType.Int64 => Read<long>(v => v.ToString(CultureInfo.InvariantCulture)),
+            var t when t == NumberDataViewType.UInt32 => Read<uint>(v => v.ToString(CultureInfo.InvariantCulture)),
+            BooleanDataViewType => Read<bool>(v => v ? "True" : "False"),
+            _ => null,
+        };
+    }
+
     /// <summary>Annotations of the score vector: slot names plus the kinds ML.NET evaluators look for.</summary>
     public DataViewSchema.Annotations ScoreAnnotations()
     {

@@ -56,9 +56,11 @@ public abstract class BoneTrainerBase<TTransformer> : IEstimator<TTransformer> w
         FitTask task = Begin(input, channel);
 
         var device = DeviceSelection.Choose(o.Device, _context);
-        torch.manual_seed(Seed);
+        // Everything random in this fit (a new head, adapter initial values, dropout, batch order) follows this
+        // estimator's seed through generators of its own: concurrent fits do not share torch's global generator.
+        using var random = new torch.Generator((ulong)Seed);
         var fingerprint = new WeightFingerprint();
-        IPretrainedModel model = task.LoadBase(o.ModelPath, new ModelLoadOptions { DType = o.DType.ToScalarType(), Device = device, Fingerprint = fingerprint });
+        IPretrainedModel model = task.LoadBase(o.ModelPath, new ModelLoadOptions { DType = o.DType.ToScalarType(), Device = device, Fingerprint = fingerprint, Random = random });
         try
         {
             channel.Info(MessageSensitivity.None, $"Loaded {o.ModelPath} ({model.ModelType}): {model.Module.parameters().Sum(p => p.numel()):N0} parameters.");
@@ -67,18 +69,12 @@ public abstract class BoneTrainerBase<TTransformer> : IEstimator<TTransformer> w
             task.Prepare(model, tokenizer);
 
             AdapterConfig? config = AdapterConfigFactory.Create(o, model.DefaultTargetModules, task.ModulesToSave);
-            AdapterModel? adapted = config is null ? null : AdapterModel.Inject(model.Module, config);
+            AdapterModel? adapted = config is null ? null : AdapterModel.Inject(model.Module, config, random);
             List<Parameter> trainable = adapted is null ? [.. model.Module.parameters()] : [.. adapted.TrainableParameters()];
             if (adapted is null) foreach (Parameter p in trainable) p.requires_grad = true;
             channel.Info(MessageSensitivity.None, adapted is null ? $"Full fine-tuning: {trainable.Sum(p => p.numel()):N0} parameters." : $"{o.Adapter} r={o.EffectiveRank}: {adapted.Summary()}");
 
-            TrainingResult result;
-            using (var random = new RandomSource((ulong)Seed))
-            {
-                random.AttachTo(model.Module);
-                try { result = task.Train(model, trainable, o.ToTrainingOptions(Seed), o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken); }
-                finally { RandomSource.DetachFrom(model.Module); }
-            }
+            TrainingResult result = task.Train(model, trainable, o.ToTrainingOptions(Seed), o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
             channel.Info(MessageSensitivity.None, $"Trained {result.StepsRun} steps; final loss {result.History.LastOrDefault()?.Loss:F4}" + (result.BestValidationMetric is { } best ? $", best validation metric {best:F4}" : "") + ".");
             model.Module.eval();
 

@@ -103,5 +103,23 @@ internal sealed class FineTunedModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Writes a Hugging Face model directory with the adapter merged into the weights (checked for NaN / infinity first),
+    /// the tokenizer's files, and for classifiers <paramref name="labelNames"/> as id2label. The adapter is unmerged again.
+    /// </summary>
+    public void ExportMerged(string directory, IReadOnlyList<string>? labelNames)
+    {
+        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
+            throw new IOException($"{directory}: output directory exists and is not empty.");
+        Adapted?.Merge(safe: true);
+        try
+        {
+            if (Model is ISequenceClassifier classifier) classifier.SaveConfigAndWeights(directory, labelNames);
+            else Model.SaveConfigAndWeights(directory);
+            foreach (var (file, bytes) in Tokenizer.Files) IO.AtomicFile.Write(Path.Combine(directory, file), s => s.Write(bytes));
+        }
+        finally { Adapted?.Unmerge(); }
+    }
+
     public void Dispose() => Model.Dispose();
 }

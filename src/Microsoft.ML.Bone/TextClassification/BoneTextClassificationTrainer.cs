@@ -74,15 +74,17 @@ internal sealed class TextClassificationFit : FitTask
         var (isRegression, key) = TextClassificationColumns.CheckLabel(input.Schema, o.LabelColumnName, "training data");
         _isRegression = isRegression;
         _labels = key is null ? null : LabelValues.From(input.Schema[o.LabelColumnName], key);
-        _train = TextClassificationData.Read(input, o, isRegression, "training data");
+        _train = TextClassificationData.Read(input, o, TextClassificationData.OwnLabel(input.Schema[o.LabelColumnName], isRegression), "training data");
         if (_train.Count == 0) throw new ArgumentException($"The training data has no rows with a label in column '{o.LabelColumnName}'.", nameof(input));
         if (o.ValidationSet is not null)
         {
             TextClassificationColumns.CheckText(o.ValidationSet.Schema, o.Sentence1ColumnName, o.Sentence2ColumnName, "validation set");
-            var (validationRegression, validationKey) = TextClassificationColumns.CheckLabel(o.ValidationSet.Schema, o.LabelColumnName, "validation set");
-            if (validationRegression != isRegression || validationKey?.Count != key?.Count)
-                throw new ArgumentException($"The validation set's label column '{o.LabelColumnName}' ({o.ValidationSet.Schema[o.LabelColumnName].Type}) does not match the training data's ({input.Schema[o.LabelColumnName].Type}); map both with the same MapValueToKey.", nameof(o.ValidationSet));
-            _validation = TextClassificationData.Read(o.ValidationSet, o, isRegression, "validation set");
+            var label = TextClassificationColumns.ValidationLabel(o.ValidationSet.Schema, o.LabelColumnName, isRegression, _labels, input.Schema[o.LabelColumnName].Type);
+            _validation = TextClassificationData.Read(o.ValidationSet, o, label, "validation set");
+            if (_validation.Count == 0)
+                throw new ArgumentException($"No row of the validation set has a label the training data has (column '{o.LabelColumnName}'; training classes: {string.Join(", ", _labels?.Names ?? [])}).", nameof(o.ValidationSet));
+            if (_validation.Skipped > 0)
+                channel.Warning(MessageSensitivity.None, $"{_validation.Skipped} validation rows were skipped: their label is missing or a class the training data does not have.");
         }
         channel.Info(MessageSensitivity.None, $"{_train.Count} training rows, {(isRegression ? "regression" : $"{_labels!.Count} classes")}.");
     }

@@ -1,3 +1,5 @@
+using Microsoft.ML.Bone.Data;
+
 namespace Microsoft.ML.Bone;
 
 /// <summary>Checks the input columns of text classification and reports problems by column name.</summary>
@@ -30,6 +32,47 @@ internal static class TextClassificationColumns
             KeyDataViewType key => throw new ArgumentException($"Label column '{label}' of the {dataName} is a key with {key.Count} values; classification needs at least 2.", label),
             var t when t == NumberDataViewType.Single => (true, null),
             var t => throw new ArgumentException($"Label column '{label}' of the {dataName} is {t}; it must be a key type for classification (add mlContext.Transforms.Conversion.MapValueToKey(\"{label}\")) or Single for regression.", label),
+        };
+    }
+
+    /// <summary>
+    /// The validation set's label as training classes. A validation set usually skips the pipeline's upstream steps
+    /// (it is handed over raw), or went through its own <c>MapValueToKey</c>, whose key order can differ: so a raw label
+    /// is mapped through the training keys' values, and a key label through its own key values to the training ones.
+    /// Labels training never saw are skipped (counted). Types that cannot be matched are an error naming the column.
+    /// </summary>
+    public static Func<DataViewRowCursor, Func<float?>> ValidationLabel(DataViewSchema schema, string label, bool isRegression, LabelValues? training, DataViewType trainingType)
+    {
+        var column = Find(schema, label, "validation set");
+        if (isRegression)
+        {
+            if (column.Type != NumberDataViewType.Single)
+                throw new ArgumentException($"Label column '{label}' of the validation set is {column.Type}, but training is a regression on Single.", nameof(BoneTextClassificationOptions.ValidationSet));
+            return TextClassificationData.OwnLabel(column, isRegression: true);
+        }
+        var classOf = training!.Names.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => p.i, StringComparer.Ordinal);
+        if (column.Type is KeyDataViewType key)
+        {
+            bool hasValues = column.Annotations.Schema.GetColumnOrNull(AnnotationKinds.KeyValues) is not null;
+            if (!hasValues && key.Count != (ulong)training.Count)
+                throw new ArgumentException($"Label column '{label}' of the validation set is a key with {key.Count} values and no key values to match by, but training has {training.Count} classes; give the validation set raw labels or map it with the training data's MapValueToKey.", nameof(BoneTextClassificationOptions.ValidationSet));
+            // Validation key k → training class, by value (identity when there are no values to compare).
+            int?[] map = hasValues
+                ? LabelValues.From(column, key).Names.Select(n => classOf.TryGetValue(n, out int c) ? c : (int?)null).ToArray()
+                : Enumerable.Range(0, training.Count).Select(i => (int?)i).ToArray();
+            return cursor =>
+            {
+                var get = cursor.GetGetter<uint>(column);
+                uint k = 0;
+                return () => { get(ref k); return k == 0 || k > map.Length ? null : map[k - 1]; };
+            };
+        }
+        if (column.Type is not (TextDataViewType or NumberDataViewType or BooleanDataViewType))
+            throw new ArgumentException($"Label column '{label}' of the validation set is {column.Type}; it must hold the raw label values (as the training data had before MapValueToKey) or keys. Training's label was {trainingType}.", nameof(BoneTextClassificationOptions.ValidationSet));
+        return cursor =>
+        {
+            Func<string?> read = LabelValues.ValueReader(cursor, column) ?? throw new ArgumentException($"Label column '{label}' of the validation set has an unsupported type {column.Type}.", nameof(BoneTextClassificationOptions.ValidationSet));
+            return () => read() is { } value && classOf.TryGetValue(value, out int c) ? c : null;
         };
     }
 

@@ -12,7 +12,11 @@ internal sealed class TextClassificationData
 
     public int Count => Targets.Count;
 
-    public static TextClassificationData Read(IDataView data, BoneTextClassificationOptions o, bool isRegression, string dataName)
+    /// <summary>
+    /// Reads the text columns and targets; <paramref name="target"/> turns the label of the current row into the class
+    /// index (or regression value), or null to skip the row.
+    /// </summary>
+    public static TextClassificationData Read(IDataView data, BoneTextClassificationOptions o, Func<DataViewRowCursor, Func<float?>> target, string dataName)
     {
         var result = new TextClassificationData();
         var schema = data.Schema;
@@ -20,35 +24,41 @@ internal sealed class TextClassificationData
         using var cursor = data.GetRowCursor(columns);
         var first = cursor.GetGetter<ReadOnlyMemory<char>>(schema[o.Sentence1ColumnName]);
         var second = o.Sentence2ColumnName is { } s2 ? cursor.GetGetter<ReadOnlyMemory<char>>(schema[s2]) : null;
-        var key = isRegression ? null : cursor.GetGetter<uint>(schema[o.LabelColumnName]);
-        var value = isRegression ? cursor.GetGetter<float>(schema[o.LabelColumnName]) : null;
+        Func<float?> label = target(cursor);
         ReadOnlyMemory<char> a = default, b = default;
-        uint k = 0;
-        float v = 0;
         while (cursor.MoveNext())
         {
             o.CancellationToken.ThrowIfCancellationRequested();
-            float target;
-            if (key is not null)
+            if (label() is not { } value)
             {
-                key(ref k);
-                if (k == 0) continue;
-                target = k - 1;
-            }
-            else
-            {
-                value!(ref v);
-                if (float.IsNaN(v)) continue;
-                target = v;
+                result.Skipped++;
+                continue;
             }
             first(ref a);
             second?.Invoke(ref b);
             result._first.Add(a.ToString());
             result._second.Add(second is null ? null : b.ToString());
-            result.Targets.Add(target);
+            result.Targets.Add(value);
         }
         return result;
     }
+
+    /// <summary>Rows left out because their label was missing (or, for validation, a class training never saw).</summary>
+    public int Skipped { get; private set; }
+
+    /// <summary>The training data's own label: key k is class k − 1 (0 is missing), or the regression value (NaN is missing).</summary>
+    public static Func<DataViewRowCursor, Func<float?>> OwnLabel(DataViewSchema.Column label, bool isRegression) => cursor =>
+    {
+        if (isRegression)
+        {
+            var value = cursor.GetGetter<float>(label);
+            float v = 0;
+            return () => { value(ref v); return float.IsNaN(v) ? null : v; };
+        }
+        var key = cursor.GetGetter<uint>(label);
+        uint k = 0;
+        return () => { key(ref k); return k == 0 ? null : k - 1; };
+    };
 
     public int[][] Encode(ISequenceTokenizer tokenizer, int maxLength) =>
         Enumerable.Range(0, Count).Select(i => tokenizer.Encode(_first[i], _second[i], maxLength)).ToArray();

@@ -44,18 +44,7 @@ internal sealed class TextClassificationModel : IDisposable
         }));
 
     /// <summary>Writes a Hugging Face model directory with the adapter merged into the weights and the class names as id2label.</summary>
-    public void ExportMerged(string directory)
-    {
-        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
-            throw new IOException($"{directory}: output directory exists and is not empty.");
-        Adapted?.Merge(safe: true);
-        try
-        {
-            Model.SaveConfigAndWeights(directory, Labels?.Names);
-            foreach (var (file, bytes) in Trained.Tokenizer.Files) File.WriteAllBytes(Path.Combine(directory, file), bytes);
-        }
-        finally { Adapted?.Unmerge(); }
-    }
+    public void ExportMerged(string directory) => Trained.ExportMerged(directory, Labels?.Names);
 
     /// <summary>Writes the adapter (and the trained head) as a PEFT adapter directory.</summary>
     public void ExportPeft(string directory)

@@ -74,9 +74,9 @@ public sealed class BoneConfig : AdapterConfig
             throw new ArgumentException("RandomInit exists for Bone only; Bat blocks always start at zero (as in PEFT).", nameof(RandomInit));
     }
 
-    internal override LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath) => Variant switch
+    internal override LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath, TorchSharp.torch.Generator? random) => Variant switch
     {
-        BoneVariant.Bone => new BoneLayer(modulePath, layer, R, RandomInit),
+        BoneVariant.Bone => new BoneLayer(modulePath, layer, R, RandomInit, random),
         _ => new BatLayer(modulePath, layer, R, BatGrouping, BatProduct, GradientCheckpointing),
     };
 }

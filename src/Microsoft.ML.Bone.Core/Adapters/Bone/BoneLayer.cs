@@ -13,12 +13,12 @@ public sealed class BoneLayer : LayerAdapter
     private readonly long _inFeatures;
 
     /// <summary>Creates a zero (or, for tests, Kaiming-uniform) block for <paramref name="layer"/>.</summary>
-    public BoneLayer(string modulePath, AdaptableLinear layer, int r, bool randomInit = false)
+    public BoneLayer(string modulePath, AdaptableLinear layer, int r, bool randomInit = false, Generator? random = null)
         : base(nameof(BoneLayer), modulePath)
     {
         _inFeatures = layer.InFeatures;
         bone_block = new Parameter(zeros([r, layer.OutFeatures], dtype: ScalarType.Float32, device: layer.weight.device));
-        if (randomInit) nn.init.kaiming_uniform_(bone_block, a: Math.Sqrt(5));
+        if (randomInit) Nn.Initialize.KaimingUniform(bone_block, random);
         RegisterComponents();
     }
 

@@ -64,5 +64,5 @@ public sealed class LoraConfig : AdapterConfig
         if (PissaIterations > 0 && Init != LoraInit.PiSSA) throw new ArgumentException("PissaIterations applies to Init = PiSSA only.", nameof(PissaIterations));
     }
 
-    internal override LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath) => new LoraLayer(modulePath, layer, this, deferResidual: true);
+    internal override LayerAdapter CreateAdapter(AdaptableLinear layer, string modulePath, TorchSharp.torch.Generator? random) => new LoraLayer(modulePath, layer, this, random, deferResidual: true);
 }

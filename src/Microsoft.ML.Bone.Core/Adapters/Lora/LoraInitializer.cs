@@ -6,18 +6,18 @@ namespace Microsoft.ML.Bone.Adapters.Lora;
 /// <summary>LoRA initialisations: PEFT's default and Gaussian, PiSSA (exact or randomized SVD) and OLoRA (QR).</summary>
 internal static class LoraInitializer
 {
-    public static void Initialize(LoraLayer lora, AdaptableLinear layer, LoraConfig config)
+    public static void Initialize(LoraLayer lora, AdaptableLinear layer, LoraConfig config, Generator? random)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         switch (config.Init)
         {
             case LoraInit.Default:
-                nn.init.kaiming_uniform_(lora.lora_A.weight, a: Math.Sqrt(5));
+                Nn.Initialize.KaimingUniform(lora.lora_A.weight, random);
                 nn.init.zeros_(lora.lora_B.weight);
                 return;
             case LoraInit.Gaussian:
-                nn.init.normal_(lora.lora_A.weight, std: 1.0 / config.R);
+                Nn.Initialize.Normal(lora.lora_A.weight, 1.0 / config.R, random);
                 nn.init.zeros_(lora.lora_B.weight);
                 return;
         }
@@ -30,7 +30,7 @@ internal static class LoraInitializer
         Tensor a, b;
         if (config.Init == LoraInit.PiSSA)
         {
-            var (u, s, vh) = config.PissaIterations > 0 ? RandomizedSvd(w, r, config.PissaIterations) : TopSvd(w, r);
+            var (u, s, vh) = config.PissaIterations > 0 ? RandomizedSvd(w, r, config.PissaIterations, random) : TopSvd(w, r);
             // PEFT divides the singular values by scale so that scale·B·A is the rank-r part of W.
             Tensor root = (s / config.Scale).sqrt();
             a = root.unsqueeze(1) * vh;  // (r, in)
@@ -69,10 +69,10 @@ internal static class LoraInitializer
     /// <paramref name="iterations"/> power iterations with re-orthonormalisation, then an exact SVD of the small
     /// projected matrix. Costs O(out·in·r) instead of the full SVD's O(out·in·min(out, in)).
     /// </summary>
-    public static (Tensor U, Tensor S, Tensor Vh) RandomizedSvd(Tensor w, long r, int iterations)
+    public static (Tensor U, Tensor S, Tensor Vh) RandomizedSvd(Tensor w, long r, int iterations, Generator? random = null)
     {
         long oversampled = Math.Min(r + 10, Math.Min(w.shape[0], w.shape[1]));
-        Tensor sketch = randn([w.shape[1], oversampled], dtype: w.dtype, device: w.device);
+        Tensor sketch = (random is null ? randn([w.shape[1], oversampled], dtype: ScalarType.Float32) : randn([w.shape[1], oversampled], dtype: ScalarType.Float32, generator: random)).to(w.dtype, w.device);
         Tensor q = linalg.qr(w.matmul(sketch)).Q;
         for (int i = 0; i < iterations; i++)
         {

@@ -19,10 +19,10 @@ public sealed class LoraLayer : LayerAdapter
     /// Creates A and B for <paramref name="layer"/> as <paramref name="config"/> says. PiSSA and OLoRA also
     /// rewrite the layer's weight into the residual W − scale·B·A, so the output is unchanged at step 0.
     /// </summary>
-    public LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config) : this(modulePath, layer, config, deferResidual: false) { }
+    public LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config, Generator? random = null) : this(modulePath, layer, config, random, deferResidual: false) { }
 
     // AdapterModel.Inject defers the residual to Commit, so a failed injection changes no base weight.
-    internal LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config, bool deferResidual)
+    internal LoraLayer(string modulePath, AdaptableLinear layer, LoraConfig config, Generator? random, bool deferResidual)
         : base(nameof(LoraLayer), modulePath)
     {
         Scale = config.Scale;
@@ -32,7 +32,7 @@ public sealed class LoraLayer : LayerAdapter
         lora_B = nn.Linear(config.R, layer.OutFeatures, hasBias: false, device: device, dtype: ScalarType.Float32);
         if (config.Dropout > 0) _dropout = new Nn.Dropout(config.Dropout);
         RegisterComponents();
-        LoraInitializer.Initialize(this, layer, config);
+        LoraInitializer.Initialize(this, layer, config, random);
         if (!deferResidual) Commit(layer);
     }
 

@@ -114,7 +114,7 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
             string layers = bare ? "encoder.layer." : "roberta.encoder.layer.";
             if (unused.FirstOrDefault(n => n.StartsWith(layers, StringComparison.Ordinal)) is { } extra)
                 throw new InvalidDataException($"{checkpoint.Description}: tensor '{extra}' belongs to a layer beyond the {config.NumHiddenLayers} that config.json's num_hidden_layers gives.");
-            if (!hasHead) model.classifier.Initialize(config.InitializerRange);
+            if (!hasHead) model.classifier.Initialize(config.InitializerRange, options.Random);
         }
         catch
         {
@@ -420,13 +420,13 @@ public sealed class RobertaClassificationHead : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>A new head for a checkpoint that has none: N(0, <paramref name="std"/>) weights, zero biases (transformers' rule).</summary>
-    public void Initialize(double std)
+    public void Initialize(double std, Generator? random = null)
     {
         using var noGrad = no_grad();
         foreach (AdaptableLinear linear in new[] { dense, out_proj })
         {
-            nn.init.normal_(linear.weight, 0, std);
-            nn.init.zeros_(linear.bias!);
+            Nn.Initialize.Normal(linear.weight, std, random);
+            linear.bias!.zero_();
         }
     }
 
