@@ -5,7 +5,7 @@ namespace Microsoft.ML.Bone;
 
 public sealed partial class BoneCatalog
 {
-    /// <summary>Instruction-tunes a LLaMA checkpoint on <c>Prompt</c> / <c>Response</c> columns.</summary>
+    /// <summary>Instruction-tunes a causal LM checkpoint (LLaMA, Mistral, Qwen2, llama2.c) on <c>Prompt</c> / <c>Response</c> columns.</summary>
     /// <param name="modelPath">Hugging Face LLaMA directory (config.json, safetensors, tokenizer.model) or llama2.c .bin.</param>
     /// <param name="adapter">Adapter method; Bone by default.</param>
     /// <param name="rank">Block size or rank; 0 = the adapter's default.</param>
@@ -13,6 +13,7 @@ public sealed partial class BoneCatalog
     /// <param name="batchSize">Examples per batch.</param>
     /// <param name="promptColumnName">Prompt text column.</param>
     /// <param name="responseColumnName">Response text column.</param>
+    /// <example>Instruction tuning on GSM8K: <c>samples/CausalLM/Program.cs</c>.</example>
     public BoneCausalLMTrainer CausalLM(string modelPath, AdapterKind adapter = AdapterKind.Bone, int rank = 0, int maxEpochs = 3, int batchSize = 4,
         string promptColumnName = "Prompt", string responseColumnName = "Response") =>
         CausalLM(new BoneCausalLMOptions
@@ -21,7 +22,8 @@ public sealed partial class BoneCatalog
             PromptColumnName = promptColumnName, ResponseColumnName = responseColumnName,
         });
 
-    /// <summary>Instruction-tunes a LLaMA checkpoint as <paramref name="options"/> say.</summary>
+    /// <summary>Instruction-tunes a causal LM checkpoint as <paramref name="options"/> say.</summary>
+    /// <example>Instruction tuning on GSM8K: <c>samples/CausalLM/Program.cs</c>.</example>
     public BoneCausalLMTrainer CausalLM(BoneCausalLMOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -14,6 +14,7 @@ public sealed partial class BoneCatalog
     /// <param name="maxEpochs">Passes over the data.</param>
     /// <param name="batchSize">Examples per batch.</param>
     /// <param name="validationSet">Optional validation data, scored after each epoch.</param>
+    /// <example>The full pipeline: <c>samples/TextClassification/Program.cs</c>.</example>
     public BoneTextClassificationTrainer TextClassification(
         string modelPath, string labelColumnName = "Label", string sentence1ColumnName = "Sentence1", string? sentence2ColumnName = null,
         AdapterKind adapter = AdapterKind.Bone, int rank = 0, int maxEpochs = 3, int batchSize = 16, IDataView? validationSet = null) =>
@@ -24,6 +25,7 @@ public sealed partial class BoneCatalog
         });
 
     /// <summary>Fine-tunes a Hugging Face RoBERTa checkpoint as <paramref name="options"/> say.</summary>
+    /// <example>The full pipeline: <c>samples/TextClassification/Program.cs</c>.</example>
     public BoneTextClassificationTrainer TextClassification(BoneTextClassificationOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);

@@ -14,6 +14,35 @@ namespace Microsoft.ML.Bone;
 /// Bone, Bat, LoRA, PiSSA, OLoRA or in full on <c>Prompt</c> / <c>Response</c> text columns; the loss covers response
 /// tokens only. Create it with <c>mlContext.Bone.CausalLM(...)</c>.
 /// </summary>
+/// <remarks>
+/// <format type="text/markdown"><![CDATA[
+/// ### Input and output columns
+/// | Column | Type | Role |
+/// | -- | -- | -- |
+/// | `Prompt` (`PromptColumnName`) | text | the instruction, placed into `PromptTemplate` |
+/// | `Response` (`ResponseColumnName`) | text | what the model learns to answer (training and evaluation) |
+/// | `Completion` (`CompletionColumnName`) | text | output: the generated answer, cut at the first stop string |
+///
+/// ### Trainer characteristics
+/// | | |
+/// | -- | -- |
+/// | Machine learning task | text generation (instruction tuning) |
+/// | Is normalization required? | no |
+/// | Is caching required? | no (the data is read once and tokenized in memory) |
+/// | Required NuGet in addition to Microsoft.ML | Microsoft.ML.Bone (TorchSharp-cpu, or a TorchSharp CUDA package) |
+/// | Exportable to ONNX | no; `ExportMergedModel` writes a Hugging Face checkpoint, `ExportPeftAdapter` a PEFT adapter |
+///
+/// ### Training algorithm details
+/// Prompt and response are tokenized with the model's own tokenizer (BOS first where the model has one, EOS after the
+/// response); the loss is the cross-entropy of response tokens only, labels shifted once. Long examples lose prompt
+/// tokens first. The adapter goes on q, k, v, o, gate, up and down of every layer (or `TargetModules`); AdamW updates
+/// the adapter only. `Transform` generates completions in batches with a key/value cache; `EvaluateCausalLM` reports
+/// loss, perplexity and GSM8K-style exact match.
+/// ]]></format>
+/// </remarks>
+/// <example>
+/// Instruction tuning on GSM8K, generation and evaluation: <c>samples/CausalLM/Program.cs</c>.
+/// </example>
 public sealed class BoneCausalLMTrainer : BoneTrainerBase<BoneCausalLMTransformer>
 {
     private readonly BoneCausalLMOptions _options;

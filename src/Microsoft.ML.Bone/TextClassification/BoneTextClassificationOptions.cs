@@ -40,6 +40,11 @@ public sealed class BoneTextClassificationOptions : FineTuningOptions
     public int MaxSequenceLength = 128;
 
     /// <summary>Metric for validation and early stopping; null = accuracy (classification) or Pearson (regression).</summary>
+    /// <remarks>
+    /// The <see cref="FineTuningOptions.ValidationSet"/> may be given raw (as the training data was before the
+    /// pipeline's <c>MapValueToKey</c>) or mapped by its own <c>MapValueToKey</c>: its labels are matched to the
+    /// training classes by value, and rows with a class training never saw are skipped (with a warning).
+    /// </remarks>
     public ValidationMetric? ValidationMetric;
 
     internal override void Validate()

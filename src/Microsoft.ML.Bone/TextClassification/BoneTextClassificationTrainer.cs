@@ -16,6 +16,36 @@ namespace Microsoft.ML.Bone;
 /// or a pair (key-typed label) or to score it (Single label, regression). Create it with
 /// <c>mlContext.Bone.TextClassification(...)</c>.
 /// </summary>
+/// <remarks>
+/// <format type="text/markdown"><![CDATA[
+/// ### Input and output columns
+/// | Column | Type | Role |
+/// | -- | -- | -- |
+/// | `Sentence1` (`Sentence1ColumnName`) | text | the sentence |
+/// | `Sentence2` (`Sentence2ColumnName`, optional) | text | the second sentence of a pair |
+/// | `Label` (`LabelColumnName`) | key (classification, from `MapValueToKey`) or `Single` (regression) | the target |
+/// | `Score` (`ScoreColumnName`) | vector of `Single` (class probabilities, slot names = class values) or `Single` | output |
+/// | `PredictedLabel` (`PredictedLabelColumnName`) | key, with the label's key values (classification only) | output |
+///
+/// ### Trainer characteristics
+/// | | |
+/// | -- | -- |
+/// | Machine learning task | multiclass classification, binary classification, regression |
+/// | Is normalization required? | no |
+/// | Is caching required? | no (the data is read once and tokenized in memory) |
+/// | Required NuGet in addition to Microsoft.ML | Microsoft.ML.Bone (TorchSharp-cpu, or a TorchSharp CUDA package) |
+/// | Exportable to ONNX | no; `ExportMergedModel` writes a Hugging Face checkpoint, `ExportPeftAdapter` a PEFT adapter |
+///
+/// ### Training algorithm details
+/// The base checkpoint is loaded through the model registry (its `config.json` says which architecture), the adapter
+/// is injected into every projection of every layer (or `TargetModules`), the classification head trains in full,
+/// and AdamW updates only those, over length-bucketed batches with warmup and decay. The validation set, if given, is
+/// scored after each epoch; early stopping keeps the best weights. Scoring is lazy and batched.
+/// ]]></format>
+/// </remarks>
+/// <example>
+/// The whole pipeline, from data to a reloaded model zip: <c>samples/TextClassification/Program.cs</c>.
+/// </example>
 public sealed class BoneTextClassificationTrainer : BoneTrainerBase<BoneTextClassificationTransformer>
 {
     private readonly BoneTextClassificationOptions _options;
