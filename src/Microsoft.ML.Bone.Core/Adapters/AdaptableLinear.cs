@@ -6,9 +6,10 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Bone.Adapters;
 
 /// <summary>
-/// A linear layer (<c>y = x·Wᵀ + b</c>, weight stored [out, in] as in PyTorch) that can carry one adapter.
-/// Models use it wherever PEFT could target an <c>nn.Linear</c>; its parameters are named <c>weight</c> and
-/// <c>bias</c>, so checkpoints load by name.
+/// A linear layer (<c>y = x·Wᵀ + b</c>, weight stored [out, in] as in PyTorch) that can carry adapters, each under a
+/// name (PEFT's <c>adapter_name</c>; one base can hold several and switch between them). Models use it wherever PEFT
+/// could target an <c>nn.Linear</c>; its parameters are named <c>weight</c> and <c>bias</c>, so checkpoints load by
+/// name, and adapters live under <c>adapters.&lt;name&gt;</c>.
 /// </summary>
 public sealed class AdaptableLinear : nn.Module<Tensor, Tensor>
 {
@@ -17,6 +18,10 @@ public sealed class AdaptableLinear : nn.Module<Tensor, Tensor>
 
     /// <summary>The base bias, [out_features], or null.</summary>
     public Parameter? bias;
+
+    private readonly AdapterSet adapters = new();
+    private readonly List<string> _merged = [];
+    private string[] _active = [];
 
     /// <summary>
     /// Creates the layer where <paramref name="placement"/> says. When it initialises, weights get PyTorch's default
@@ -55,77 +60,177 @@ public sealed class AdaptableLinear : nn.Module<Tensor, Tensor>
     /// <summary>Number of output features.</summary>
     public long OutFeatures { get; }
 
-    /// <summary>The attached adapter, or null.</summary>
-    public LayerAdapter? Adapter { get; private set; }
+    /// <summary>Every attached adapter by name, in the order attached.</summary>
+    public IReadOnlyList<KeyValuePair<string, LayerAdapter>> Adapters => adapters.Items;
 
-    /// <summary>True while the adapter's update is folded into <see cref="weight"/>.</summary>
-    public bool Merged { get; private set; }
+    /// <summary>Names of the adapters the forward pass applies (the others are kept but ignored).</summary>
+    public IReadOnlyList<string> ActiveAdapters
+    {
+        get => _active;
+        set
+        {
+            foreach (string name in value)
+                if (adapters.Find(name) is null) throw new ArgumentException($"Layer has no adapter '{name}' (it has: {string.Join(", ", adapters.Items.Select(a => a.Key))}).", nameof(value));
+            _active = [.. value];
+        }
+    }
 
-    /// <summary>When false, the layer computes the base linear map only (the adapter is kept).</summary>
+    /// <summary>
+    /// The layer's adapter when there is exactly one active (or, with none active, exactly one attached); null when
+    /// there is none. Several active adapters are an error here: name one with <see cref="AdapterNamed"/>.
+    /// </summary>
+    public LayerAdapter? Adapter
+    {
+        get
+        {
+            var active = ActiveList();
+            if (active.Count == 1) return active[0];
+            if (active.Count == 0) return adapters.Items.Count == 1 ? adapters.Items[0].Value : null;
+            throw new InvalidOperationException($"Adapters {string.Join(", ", _active)} are active; name the one you mean with AdapterNamed.");
+        }
+    }
+
+    /// <summary>The adapter called <paramref name="name"/>, or null.</summary>
+    public LayerAdapter? AdapterNamed(string name) => adapters.Find(name);
+
+    /// <summary>Adapters folded into <see cref="weight"/>, in merge order.</summary>
+    public IReadOnlyList<string> MergedAdapters => _merged;
+
+    /// <summary>True while some adapter's update is folded into <see cref="weight"/>.</summary>
+    public bool Merged => _merged.Count > 0;
+
+    /// <summary>When false, the layer computes the base linear map only (the adapters are kept).</summary>
     public bool AdapterEnabled { get; set; } = true;
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor input)
     {
-        if (Adapter is null || Merged || !AdapterEnabled)
+        if (!AdapterEnabled && Merged) Unmerge();
+        var active = AdapterEnabled && !Merged ? ActiveList() : [];
+        if (active.Count == 0) return nn.functional.linear(input, weight, bias);
+        if (active.Count == 1) return active[0].Forward(input, this);
+
+        // Several active adapters, as PEFT composes them: weight-guided ones (Bat) transform the weight in turn, then
+        // additive ones (Bone, MiSS-mini, LoRA) add their updates, all in float32.
+        ScalarType dtype = input.dtype;
+        Tensor x = input.to(ScalarType.Float32);
+        var guided = active.Where(a => !a.IsAdditive).ToList();
+        Tensor result;
+        if (guided.Count == 0) result = nn.functional.linear(input, weight, bias).to(ScalarType.Float32);
+        else
         {
-            if (Merged && !AdapterEnabled) Unmerge();
-            return nn.functional.linear(input, weight, bias);
+            Tensor w = weight.detach().to(ScalarType.Float32);
+            foreach (LayerAdapter a in guided) w = w + a.DeltaWeight(w);
+            result = nn.functional.linear(x, w, bias?.to(ScalarType.Float32));
         }
-        return Adapter.Forward(input, this);
+        foreach (LayerAdapter a in active.Where(a => a.IsAdditive)) result = result + a.Update(x);
+        return result.to(dtype);
     }
 
-    /// <summary>Attaches <paramref name="adapter"/>; it is registered as the child module <c>adapter</c>.</summary>
-    public void Attach(LayerAdapter adapter)
+    /// <summary>Attaches <paramref name="adapter"/> under <paramref name="name"/>; it becomes active when it is the only one.</summary>
+    public void Attach(string name, LayerAdapter adapter)
     {
-        if (Adapter is not null) throw new InvalidOperationException($"Layer '{adapter.ModulePath}' already has an adapter.");
-        Adapter = adapter;
-        register_module("adapter", adapter);
+        AdapterNames.Check(name);
+        if (adapters.Find(name) is not null) throw new InvalidOperationException($"Layer '{adapter.ModulePath}' already has an adapter named '{name}'.");
+        if (Merged) throw new InvalidOperationException($"Layer '{adapter.ModulePath}' is merged; unmerge before attaching another adapter.");
+        adapters.Add(name, adapter);
+        if (adapters.Items.Count == 1) _active = [name];
     }
 
-    /// <summary>Removes the adapter without merging it.</summary>
-    public LayerAdapter? Detach()
+    /// <summary>Attaches <paramref name="adapter"/> as PEFT's <c>default</c> adapter.</summary>
+    public void Attach(LayerAdapter adapter) => Attach(AdapterNames.Default, adapter);
+
+    /// <summary>Removes the adapter <paramref name="name"/> without merging it.</summary>
+    public LayerAdapter? Detach(string name)
     {
-        if (Merged) throw new InvalidOperationException($"Layer '{Adapter?.ModulePath}' is merged; unmerge before detaching, or use MergeAndUnload.");
-        LayerAdapter? adapter = Adapter;
+        LayerAdapter? adapter = adapters.Find(name);
         if (adapter is null) return null;
-        register_module("adapter", null!);
-        Adapter = null;
+        if (_merged.Contains(name)) throw new InvalidOperationException($"Adapter '{name}' of '{adapter.ModulePath}' is merged; unmerge before detaching, or use MergeAndUnload.");
+        adapters.Remove(name);
+        _active = _active.Where(a => a != name).ToArray();
         return adapter;
     }
 
+    /// <summary>Removes the only adapter (see <see cref="Adapter"/>) without merging it.</summary>
+    public LayerAdapter? Detach() => adapters.Items.Count == 0 ? null : Detach(adapters.Items.Count == 1 ? adapters.Items[0].Key : _active.Single());
+
     /// <summary>
-    /// Folds the adapter into <see cref="weight"/>. With <paramref name="safe"/> the merged weight is built in a copy
-    /// and checked for NaN / infinity before the live weight is touched.
+    /// Folds the active adapters into <see cref="weight"/>, in order. With <paramref name="safe"/> each merged weight is
+    /// built in a copy and checked for NaN / infinity before the live weight is touched.
     /// </summary>
     public void Merge(bool safe = false)
     {
-        if (Adapter is null || Merged) return;
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        Tensor merged = Adapter.MergedWeight(weight.detach().to(ScalarType.Float32));
-        if (safe && !isfinite(merged).all().item<bool>())
-            throw new InvalidOperationException($"NaNs or infinities detected in the merged weight of '{Adapter.ModulePath}'; the adapter seems to be broken. The base weight was left unchanged.");
-        weight.copy_(merged.to(weight.dtype));
-        Merged = true;
+        foreach (string name in _active.Where(n => !_merged.Contains(n)))
+        {
+            LayerAdapter adapter = adapters.Find(name)!;
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            Tensor merged = adapter.MergedWeight(weight.detach().to(ScalarType.Float32));
+            if (safe && !isfinite(merged).all().item<bool>())
+                throw new InvalidOperationException($"NaNs or infinities detected in the merged weight of '{adapter.ModulePath}' (adapter '{name}'); the adapter seems to be broken. The base weight was left unchanged.");
+            weight.copy_(merged.to(weight.dtype));
+            _merged.Add(name);
+        }
     }
 
-    /// <summary>Restores the base weight from the merged one (Bat through the inverse of I + B).</summary>
+    /// <summary>Restores the base weight from the merged one, last merged first (Bat through the inverse of I + B).</summary>
     public void Unmerge()
     {
-        if (Adapter is null || !Merged) return;
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        Tensor restored = Adapter.UnmergedWeight(weight.detach().to(ScalarType.Float32));
-        weight.copy_(restored.to(weight.dtype));
-        Merged = false;
+        while (_merged.Count > 0)
+        {
+            string name = _merged[^1];
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            Tensor restored = adapters.Find(name)!.UnmergedWeight(weight.detach().to(ScalarType.Float32));
+            weight.copy_(restored.to(weight.dtype));
+            _merged.RemoveAt(_merged.Count - 1);
+        }
     }
 
-    /// <summary>Merges the adapter for good and removes it; the layer becomes a plain linear layer.</summary>
+    /// <summary>Merges the active adapters for good and removes every adapter; the layer becomes a plain linear layer.</summary>
     public void MergeAndUnload(bool safe = false)
     {
         Merge(safe);
-        Merged = false;
-        Detach();
+        _merged.Clear();
+        foreach (string name in adapters.Items.Select(a => a.Key).ToList()) adapters.Remove(name);
+        _active = [];
+    }
+
+    private List<LayerAdapter> ActiveList() => _active.Select(n => adapters.Find(n)!).ToList();
+
+    /// <summary>The named adapters of one layer, registered as child modules so they move, save and train with it.</summary>
+    private sealed class AdapterSet() : nn.Module(nameof(AdapterSet))
+    {
+        private readonly List<KeyValuePair<string, LayerAdapter>> _items = [];
+
+        public IReadOnlyList<KeyValuePair<string, LayerAdapter>> Items => _items;
+
+        public LayerAdapter? Find(string name) => _items.FirstOrDefault(p => p.Key == name).Value;
+
+        public void Add(string name, LayerAdapter adapter)
+        {
+            register_module(name, adapter);
+            _items.Add(new(name, adapter));
+        }
+
+        public void Remove(string name)
+        {
+            register_module(name, null!);
+            _items.RemoveAll(p => p.Key == name);
+        }
+    }
+}
+
+/// <summary>Rules for adapter names.</summary>
+public static class AdapterNames
+{
+    /// <summary>PEFT's name for the first adapter.</summary>
+    public const string Default = "default";
+
+    /// <summary>Throws unless <paramref name="name"/> is letters, digits, '_' or '-'.</summary>
+    public static void Check(string name)
+    {
+        if (string.IsNullOrEmpty(name) || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
+            throw new ArgumentException($"Adapter name '{name}' must be letters, digits, '_' or '-'.", nameof(name));
     }
 }

@@ -8,68 +8,241 @@ namespace Microsoft.ML.Bone.Adapters;
 /// A model with adapters injected (PEFT's <c>PeftModel</c>): finds the targeted <see cref="AdaptableLinear"/> layers
 /// by name, attaches one adapter to each, freezes everything else except <c>ModulesToSave</c>, and merges or
 /// unmerges all adapters at once. Module paths are the model's own (Hugging Face) names.
+/// One base can hold several named adapters (PEFT's <c>load_adapter</c> / <c>set_adapter</c> /
+/// <c>disable_adapter</c> / <c>delete_adapter</c>), of different methods too: one is active at a time, switching costs
+/// nothing (the base is never reloaded or re-merged), and only the active one trains. Each adapter keeps its own copy
+/// of its <c>ModulesToSave</c> modules (a classifier head per task), swapped into the model when it becomes active.
 /// </summary>
 public sealed class AdapterModel
 {
     /// <summary>The prefix PEFT puts before module paths in adapter files.</summary>
     public const string PeftKeyPrefix = "base_model.model.";
 
-    private readonly List<KeyValuePair<string, AdaptableLinear>> _layers;
-    private readonly List<KeyValuePair<string, Parameter>> _savedParameters;
+    private sealed class Entry(AdapterConfig config, List<KeyValuePair<string, AdaptableLinear>> layers, List<KeyValuePair<string, Parameter>> saved)
+    {
+        public AdapterConfig Config { get; } = config;
+        public List<KeyValuePair<string, AdaptableLinear>> Layers { get; } = layers;
+        public List<KeyValuePair<string, Parameter>> Saved { get; } = saved;
+        // The adapter's own values of its modules-to-save while another adapter is active (null while it is active).
+        public Dictionary<string, Tensor>? Stash { get; set; }
+    }
 
-    private AdapterModel(nn.Module model, AdapterConfig config, List<KeyValuePair<string, AdaptableLinear>> layers, List<KeyValuePair<string, Parameter>> saved)
+    private readonly Dictionary<string, Entry> _adapters = [];
+    private readonly List<string> _order = [];
+    // The base model's own values of every modules-to-save parameter, as they were before any adapter trained them.
+    private readonly Dictionary<string, Tensor> _baseSaved = new(StringComparer.Ordinal);
+    private string _active;
+
+    private AdapterModel(nn.Module model, string name, Entry entry)
     {
         Model = model;
-        Config = config;
-        _layers = layers;
-        _savedParameters = saved;
+        _active = name;
+        _adapters[name] = entry;
+        _order.Add(name);
+        RememberBaseValues(entry);
     }
 
     /// <summary>The wrapped model (changed in place).</summary>
     public nn.Module Model { get; }
 
-    /// <summary>The configuration the adapters were built from.</summary>
-    public AdapterConfig Config { get; }
+    /// <summary>The names of the adapters, in the order they were added.</summary>
+    public IReadOnlyList<string> AdapterNames => _order;
 
-    /// <summary>Adapted layers by module path, in model order.</summary>
-    public IReadOnlyList<KeyValuePair<string, AdaptableLinear>> AdaptedLayers => _layers;
+    /// <summary>The active adapter: the one the model computes with (unless disabled), trains and saves.</summary>
+    public string ActiveAdapter => _active;
 
-    /// <summary>Parameters of <c>ModulesToSave</c> modules by full parameter name (e.g. <c>classifier.dense.weight</c>).</summary>
-    public IReadOnlyList<KeyValuePair<string, Parameter>> SavedModuleParameters => _savedParameters;
+    /// <summary>The configuration of the active adapter.</summary>
+    public AdapterConfig Config => _adapters[_active].Config;
+
+    /// <summary>The configuration of adapter <paramref name="name"/>.</summary>
+    public AdapterConfig ConfigOf(string name) => Get(name).Config;
+
+    /// <summary>Layers of the active adapter by module path, in model order.</summary>
+    public IReadOnlyList<KeyValuePair<string, AdaptableLinear>> AdaptedLayers => _adapters[_active].Layers;
+
+    /// <summary>Parameters of the active adapter's <c>ModulesToSave</c> modules by full parameter name (e.g. <c>classifier.dense.weight</c>).</summary>
+    public IReadOnlyList<KeyValuePair<string, Parameter>> SavedModuleParameters => _adapters[_active].Saved;
 
     /// <summary>
-    /// Injects adapters into <paramref name="model"/> as <paramref name="config"/> says. Throws when no layer
-    /// matches, when a targeted module is not an adaptable linear layer, or when a layer cannot take the adapter
-    /// (e.g. Bat with a rank that does not divide the weight).
+    /// Injects adapters into <paramref name="model"/> as <paramref name="config"/> says, under <paramref name="name"/>.
+    /// Throws when no layer matches, when a targeted module is not an adaptable linear layer, or when a layer cannot
+    /// take the adapter (e.g. Bat with a rank that does not divide the weight); then nothing is attached and no base
+    /// weight changed.
     /// </summary>
     /// <param name="model">The model to change in place.</param>
     /// <param name="config">What to inject where.</param>
     /// <param name="random">Draws random initial values (LoRA's A, PiSSA's randomized sketch); null uses torch's global generator.</param>
-    public static AdapterModel Inject(nn.Module model, AdapterConfig config, Generator? random = null)
+    /// <param name="name">The adapter's name (PEFT's <c>adapter_name</c>). Default <c>default</c>.</param>
+    public static AdapterModel Inject(nn.Module model, AdapterConfig config, Generator? random = null, string name = Adapters.AdapterNames.Default)
+    {
+        Adapters.AdapterNames.Check(name);
+        Entry entry = Create(model, config, random, name);
+        foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
+        var adapted = new AdapterModel(model, name, entry);
+        adapted.SetTrainable();
+        return adapted;
+    }
+
+    /// <summary>
+    /// Adds another adapter <paramref name="name"/> to the same base (PEFT's <c>add_adapter</c> / <c>load_adapter</c>).
+    /// It may use another method and other targets. The active adapter stays active; call <see cref="SetActiveAdapter"/>.
+    /// Its modules-to-save start from the base model's values.
+    /// </summary>
+    public void AddAdapter(string name, AdapterConfig config, Generator? random = null)
+    {
+        Adapters.AdapterNames.Check(name);
+        if (_adapters.ContainsKey(name)) throw new ArgumentException($"There is already an adapter named '{name}'.", nameof(name));
+        if (config is Lora.LoraConfig { MutatesBaseWeights: true } || _adapters.Values.Any(e => e.Config is Lora.LoraConfig { MutatesBaseWeights: true }))
+            throw new ArgumentException("PiSSA and OLoRA rewrite the base weights into their residual, so they cannot share a base with another adapter.", nameof(config));
+        Entry entry = Create(Model, config, random, name);
+        RememberBaseValues(entry);
+        entry.Stash = entry.Saved.ToDictionary(p => p.Key, p => _baseSaved[p.Key].clone().DetachFromDisposeScope());
+        // The new adapter's layers keep the active adapter active where both have a layer.
+        foreach (var (_, layer) in entry.Layers) layer.ActiveAdapters = layer.AdapterNamed(_active) is null ? [] : [_active];
+        _adapters[name] = entry;
+        _order.Add(name);
+        SetTrainable();
+    }
+
+    /// <summary>Makes <paramref name="name"/> the active adapter: it computes, trains and saves; the others are kept, frozen and ignored.</summary>
+    public void SetActiveAdapter(string name)
+    {
+        Entry next = Get(name);
+        if (name == _active) return;
+        if (AllLayers().Any(l => l.Merged)) throw new InvalidOperationException($"Adapter '{_active}' is merged; unmerge before switching adapters.");
+        Entry current = _adapters[_active];
+        using (no_grad())
+        {
+            // Park the current adapter's modules-to-save values and bring in the next one's.
+            if (current.Saved.Count > 0) current.Stash = current.Saved.ToDictionary(p => p.Key, p => p.Value.detach().clone().DetachFromDisposeScope());
+            var incoming = next.Stash ?? new Dictionary<string, Tensor>();
+            foreach (var (key, p) in next.Saved) p.copy_(incoming.TryGetValue(key, out Tensor? v) ? v : _baseSaved[key]);
+            // A module the current adapter saves but the next does not returns to the base model's values.
+            foreach (var (key, p) in current.Saved) if (!next.Saved.Any(s => s.Key == key)) p.copy_(_baseSaved[key]);
+            foreach (Tensor t in incoming.Values) t.Dispose();
+            next.Stash = null;
+        }
+        foreach (AdaptableLinear layer in AllLayers()) layer.ActiveAdapters = layer.AdapterNamed(name) is null ? [] : [name];
+        _active = name;
+        SetTrainable();
+    }
+
+    /// <summary>Removes adapter <paramref name="name"/> from every layer (PEFT's <c>delete_adapter</c>); the active one cannot be deleted while others exist.</summary>
+    public void DeleteAdapter(string name)
+    {
+        Entry entry = Get(name);
+        if (name == _active && _order.Count > 1) throw new InvalidOperationException($"'{name}' is the active adapter; make another one active first.");
+        if (_order.Count == 1) throw new InvalidOperationException($"'{name}' is the only adapter; use MergeAndUnload or keep it.");
+        foreach (var (_, layer) in entry.Layers) layer.Detach(name)?.Dispose();
+        if (entry.Stash is not null) foreach (Tensor t in entry.Stash.Values) t.Dispose();
+        _adapters.Remove(name);
+        _order.Remove(name);
+    }
+
+    /// <summary>Parameters that train: the active adapter's parameters plus its <c>ModulesToSave</c>.</summary>
+    public IEnumerable<Parameter> TrainableParameters() => TrainableOf(_adapters[_active]);
+
+    /// <summary>Trainable and total parameter counts of the active adapter (adapters included in the total, as PEFT reports).</summary>
+    public AdapterParameterSummary Summary()
+    {
+        long trainable = TrainableParameters().Sum(p => p.numel());
+        long total = Model.parameters().Sum(p => p.numel());
+        return new AdapterParameterSummary(trainable, total, AdaptedLayers.Count);
+    }
+
+    /// <summary>Merges the active adapter into its base weights; <paramref name="safe"/> checks for NaN/inf first.</summary>
+    public void Merge(bool safe = false) { foreach (var (_, l) in AdaptedLayers) l.Merge(safe); }
+
+    /// <summary>Undoes <see cref="Merge"/>.</summary>
+    public void Unmerge() { foreach (AdaptableLinear l in AllLayers()) l.Unmerge(); }
+
+    /// <summary>Turns every adapter on or off without removing it (PEFT's <c>disable_adapter</c>): off computes the base model alone.</summary>
+    public void SetAdaptersEnabled(bool enabled) { foreach (AdaptableLinear l in AllLayers()) l.AdapterEnabled = enabled; }
+
+    /// <summary>Merges the active adapter for good and removes every adapter, leaving the plain model.</summary>
+    public nn.Module MergeAndUnload(bool safe = false)
+    {
+        foreach (var (_, l) in AdaptedLayers) l.Merge(safe);
+        foreach (AdaptableLinear l in AllLayers()) l.MergeAndUnload(safe);
+        foreach (var (_, p) in Model.named_parameters()) p.requires_grad = false;
+        foreach (Entry e in _adapters.Values) e.Layers.Clear();
+        return Model;
+    }
+
+    /// <summary>
+    /// The tensors of a PEFT adapter file for the active adapter: <c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c> for
+    /// every adapter tensor and every <c>ModulesToSave</c> parameter. Tensors are the live ones (not copies).
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> PeftStateDict() => PeftStateDict(_active);
+
+    /// <summary>The PEFT tensors of adapter <paramref name="name"/> (its modules-to-save from its own copy when it is not active).</summary>
+    public IEnumerable<KeyValuePair<string, Tensor>> PeftStateDict(string name)
+    {
+        Entry entry = Get(name);
+        foreach (var (path, layer) in entry.Layers)
+            foreach (var (suffix, t) in layer.AdapterNamed(name)!.PeftTensors())
+                yield return new(PeftKeyPrefix + path + "." + suffix, t);
+        foreach (var (key, p) in entry.Saved)
+            yield return new(PeftKeyPrefix + key, entry.Stash?[key] ?? p);
+    }
+
+    /// <summary>
+    /// Loads tensors keyed as in <see cref="PeftStateDict()"/> into adapter <paramref name="name"/> (the active one by
+    /// default). Every key must belong to it and every tensor must be present; errors name the key.
+    /// </summary>
+    public void LoadPeftStateDict(IReadOnlyDictionary<string, Tensor> tensors, string source, string? name = null)
+    {
+        name ??= _active;
+        Entry entry = Get(name);
+        var expected = PeftStateDict(name).ToDictionary(p => p.Key, p => p.Value);
+        foreach (string key in tensors.Keys)
+            if (!expected.ContainsKey(key))
+                throw new InvalidDataException($"{source}: tensor '{key}' does not belong to any adapted layer or saved module of this model.");
+        foreach (string key in expected.Keys)
+            if (!tensors.ContainsKey(key))
+                throw new InvalidDataException($"{source}: tensor '{key}' is missing.");
+
+        using var noGrad = no_grad();
+        foreach (var (path, layer) in entry.Layers)
+        {
+            LayerAdapter adapter = layer.AdapterNamed(name)!;
+            foreach (var (suffix, _) in adapter.PeftTensors().ToList())
+                Wrap(source, () => adapter.LoadPeftTensor(suffix, tensors[PeftKeyPrefix + path + "." + suffix]));
+        }
+        foreach (var (key, p) in entry.Saved)
+        {
+            Tensor value = tensors[PeftKeyPrefix + key];
+            if (!value.shape.SequenceEqual(p.shape))
+                throw new InvalidDataException($"{source}: '{PeftKeyPrefix + key}' has shape [{string.Join(", ", value.shape)}] but the model's '{key}' is [{string.Join(", ", p.shape)}].");
+            (entry.Stash?[key] ?? p).copy_(value.to(p.dtype, p.device));
+        }
+    }
+
+    private static Entry Create(nn.Module model, AdapterConfig config, Generator? random, string name)
     {
         config.Validate();
         var layers = new List<KeyValuePair<string, AdaptableLinear>>();
         var unsupported = new List<string>();
         foreach (var (path, module) in model.named_modules())
         {
-            if (path.Length == 0 || !TargetModuleMatcher.IsTarget(config, path)) continue;
+            if (path.Length == 0 || IsInsideAdapter(path) || !TargetModuleMatcher.IsTarget(config, path)) continue;
             if (module is AdaptableLinear linear) layers.Add(new(path, linear));
-            else if (module is not LayerAdapter && !IsInsideAdapter(path)) unsupported.Add($"{path} ({module.GetType().Name})");
+            else if (module is not LayerAdapter) unsupported.Add($"{path} ({module.GetType().Name})");
         }
         if (unsupported.Count > 0 && config.TargetModulesRegex is null && !(config.TargetModules is [TargetModuleMatcher.AllLinear]))
             throw new ArgumentException($"Target modules must be linear layers; these are not: {string.Join(", ", unsupported)}.", nameof(config));
         if (layers.Count == 0)
             throw new ArgumentException($"Target modules {Describe(config)} not found in the model. Its linear layers are: {string.Join(", ", LinearPaths(model).Take(12))}{(LinearPaths(model).Count() > 12 ? ", …" : "")}.", nameof(config));
-        if (layers.FirstOrDefault(l => l.Value.Adapter is not null) is { Key: not null } taken)
-            throw new ArgumentException($"Layer '{taken.Key}' already has an adapter; remove it (or use AdapterModel's own methods) before injecting another.", nameof(config));
+        if (layers.FirstOrDefault(l => l.Value.AdapterNamed(name) is not null) is { Key: not null } taken)
+            throw new ArgumentException($"Layer '{taken.Key}' already has an adapter named '{name}'.", nameof(config));
 
         var saved = new List<KeyValuePair<string, Parameter>>();
         if (config.ModulesToSave.Count > 0)
         {
-            foreach (var (name, p) in model.named_parameters())
+            foreach (var (key, p) in model.named_parameters())
             {
-                int dot = name.LastIndexOf('.');
-                if (dot >= 0 && TargetModuleMatcher.IsModuleToSave(config, name[..dot])) saved.Add(new(name, p));
+                int dot = key.LastIndexOf('.');
+                if (dot >= 0 && !IsInsideAdapter(key) && TargetModuleMatcher.IsModuleToSave(config, key[..dot])) saved.Add(new(key, p));
             }
             if (saved.Count == 0)
                 throw new ArgumentException($"ModulesToSave [{string.Join(", ", config.ModulesToSave)}] matched no module with parameters.", nameof(config));
@@ -90,85 +263,36 @@ public sealed class AdapterModel
         for (int i = 0; i < layers.Count; i++)
         {
             adapters[i].Commit(layers[i].Value);
-            layers[i].Value.Attach(adapters[i]);
+            layers[i].Value.Attach(name, adapters[i]);
         }
-
-        foreach (var (_, p) in model.named_parameters()) p.requires_grad = false;
-        foreach (var (_, layer) in layers) foreach (var p in layer.Adapter!.parameters()) p.requires_grad = true;
-        foreach (var (_, p) in saved) p.requires_grad = true;
-        return new AdapterModel(model, config, layers, saved);
+        return new Entry(config, layers, saved);
     }
 
-    /// <summary>Parameters that train: every adapter parameter plus those of <c>ModulesToSave</c>.</summary>
-    public IEnumerable<Parameter> TrainableParameters() =>
-        _layers.SelectMany(l => l.Value.Adapter!.parameters()).Concat(_savedParameters.Select(p => p.Value));
-
-    /// <summary>Trainable and total parameter counts (adapters included in the total, as PEFT reports).</summary>
-    public AdapterParameterSummary Summary()
+    private void RememberBaseValues(Entry entry)
     {
-        long trainable = TrainableParameters().Sum(p => p.numel());
-        long total = Model.parameters().Sum(p => p.numel());
-        return new AdapterParameterSummary(trainable, total, _layers.Count);
-    }
-
-    /// <summary>Merges every adapter into its base weight; <paramref name="safe"/> checks for NaN/inf first.</summary>
-    public void Merge(bool safe = false) { foreach (var (_, l) in _layers) l.Merge(safe); }
-
-    /// <summary>Undoes <see cref="Merge"/>.</summary>
-    public void Unmerge() { foreach (var (_, l) in _layers) l.Unmerge(); }
-
-    /// <summary>Turns every adapter on or off without removing it.</summary>
-    public void SetAdaptersEnabled(bool enabled) { foreach (var (_, l) in _layers) l.AdapterEnabled = enabled; }
-
-    /// <summary>Merges every adapter for good and removes them, leaving the plain model.</summary>
-    public nn.Module MergeAndUnload(bool safe = false)
-    {
-        foreach (var (_, l) in _layers) l.MergeAndUnload(safe);
-        foreach (var (_, p) in Model.named_parameters()) p.requires_grad = false;
-        _layers.Clear();
-        return Model;
-    }
-
-    /// <summary>
-    /// The tensors of a PEFT adapter file: <c>base_model.model.&lt;path&gt;.&lt;suffix&gt;</c> for every adapter
-    /// tensor and every <c>ModulesToSave</c> parameter. Tensors are the live ones (not copies).
-    /// </summary>
-    public IEnumerable<KeyValuePair<string, Tensor>> PeftStateDict()
-    {
-        foreach (var (path, layer) in _layers)
-            foreach (var (suffix, t) in layer.Adapter!.PeftTensors())
-                yield return new(PeftKeyPrefix + path + "." + suffix, t);
-        foreach (var (name, p) in _savedParameters)
-            yield return new(PeftKeyPrefix + name, p);
-    }
-
-    /// <summary>
-    /// Loads tensors keyed as in <see cref="PeftStateDict"/> (adapter-name suffixes such as <c>.default</c> are not
-    /// expected, as PEFT strips them on save). Every key must belong to this model and every adapter tensor must
-    /// be present; errors name the key.
-    /// </summary>
-    public void LoadPeftStateDict(IReadOnlyDictionary<string, Tensor> tensors, string source)
-    {
-        var expected = PeftStateDict().ToDictionary(p => p.Key, p => p.Value);
-        foreach (string key in tensors.Keys)
-            if (!expected.ContainsKey(key))
-                throw new InvalidDataException($"{source}: tensor '{key}' does not belong to any adapted layer or saved module of this model.");
-        foreach (string key in expected.Keys)
-            if (!tensors.ContainsKey(key))
-                throw new InvalidDataException($"{source}: tensor '{key}' is missing.");
-
         using var noGrad = no_grad();
-        foreach (var (path, layer) in _layers)
-            foreach (var (suffix, _) in layer.Adapter!.PeftTensors().ToList())
-                Wrap(source, () => layer.Adapter!.LoadPeftTensor(suffix, tensors[PeftKeyPrefix + path + "." + suffix]));
-        foreach (var (name, p) in _savedParameters)
-        {
-            Tensor value = tensors[PeftKeyPrefix + name];
-            if (!value.shape.SequenceEqual(p.shape))
-                throw new InvalidDataException($"{source}: '{PeftKeyPrefix + name}' has shape [{string.Join(", ", value.shape)}] but the model's '{name}' is [{string.Join(", ", p.shape)}].");
-            p.copy_(value.to(p.dtype, p.device));
-        }
+        foreach (var (key, p) in entry.Saved)
+            if (!_baseSaved.ContainsKey(key)) _baseSaved[key] = p.detach().clone().DetachFromDisposeScope();
     }
+
+    // Only the active adapter (and its modules-to-save) trains; everything else is frozen.
+    private void SetTrainable()
+    {
+        foreach (var (n, e) in _adapters)
+            foreach (Parameter p in TrainableOf(e)) p.requires_grad = n == _active;
+        foreach (Parameter p in TrainableOf(_adapters[_active])) p.requires_grad = true;
+    }
+
+    private IEnumerable<Parameter> TrainableOf(Entry e)
+    {
+        string name = _adapters.First(p => p.Value == e).Key;
+        return e.Layers.SelectMany(l => l.Value.AdapterNamed(name)!.parameters()).Concat(e.Saved.Select(p => p.Value));
+    }
+
+    private IEnumerable<AdaptableLinear> AllLayers() => _adapters.Values.SelectMany(e => e.Layers.Select(l => l.Value)).Distinct();
+
+    private Entry Get(string name) =>
+        _adapters.TryGetValue(name, out Entry? e) ? e : throw new ArgumentException($"There is no adapter named '{name}' (adapters: {string.Join(", ", _order)}).", nameof(name));
 
     private static void Wrap(string source, Action load)
     {
@@ -176,7 +300,7 @@ public sealed class AdapterModel
         catch (InvalidDataException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
     }
 
-    private static bool IsInsideAdapter(string path) => path.Split('.').Contains("adapter");
+    private static bool IsInsideAdapter(string path) => path.Split('.').Contains("adapters");
 
     private static IEnumerable<string> LinearPaths(nn.Module model) =>
         model.named_modules().Where(m => m.module is AdaptableLinear).Select(m => m.name);

@@ -21,8 +21,22 @@ public abstract class LayerAdapter : nn.Module
     /// </summary>
     internal virtual void Commit(AdaptableLinear layer) { }
 
-    /// <summary>The layer's output with the adapter applied, in the input's dtype.</summary>
-    public abstract Tensor Forward(Tensor input, AdaptableLinear layer);
+    /// <summary>
+    /// True when the adapter adds an update computed from the input alone (Bone, MiSS-mini, LoRA: see
+    /// <see cref="Update"/>); false when it transforms the weight itself (Bat), so several can be composed.
+    /// </summary>
+    public virtual bool IsAdditive => true;
+
+    /// <summary>An additive adapter's contribution to the output for float32 input <paramref name="x"/>, float32.</summary>
+    public virtual Tensor Update(Tensor x) => throw new NotSupportedException($"{GetType().Name} transforms the weight; it has no additive update.");
+
+    /// <summary>The layer's output with this adapter alone applied, in the input's dtype.</summary>
+    public virtual Tensor Forward(Tensor input, AdaptableLinear layer)
+    {
+        ScalarType dtype = input.dtype;
+        Tensor result = nn.functional.linear(input, layer.weight, layer.bias);
+        return (result + Update(AsFloat32(input))).to(dtype);
+    }
 
     /// <summary>ΔW for the float32 base weight <paramref name="weight"/>, [out, in], float32.</summary>
     public abstract Tensor DeltaWeight(Tensor weight);

@@ -7,18 +7,36 @@ using Microsoft.ML.Bone.IO;
 
 namespace Microsoft.ML.Bone.Adapters;
 
+/// <summary>
+/// Which PEFT type Bone-family adapters are written as. PEFT renamed Bone to MiSS (same math, <c>miss_block</c> keys)
+/// and removed <c>BONE</c> in v0.19.
+/// </summary>
+public enum PeftFormat
+{
+    /// <summary><c>peft_type: "MISS"</c>, <c>…miss_block</c> keys: read by PEFT 0.17 and later (the default).</summary>
+    Miss,
+
+    /// <summary><c>peft_type: "BONE"</c>, <c>…bone_block</c> keys: read by PEFT 0.14 to 0.18 only. No MiSS-mini, no dropout.</summary>
+    Bone,
+}
+
 /// <summary>What an <c>adapter_config.json</c> says: the adapter options plus PEFT's bookkeeping fields.</summary>
 /// <param name="Config">The adapter options (<see cref="BoneConfig"/> or <see cref="LoraConfig"/>).</param>
 /// <param name="TaskType">PEFT <c>task_type</c>, e.g. <c>CAUSAL_LM</c>, <c>SEQ_CLS</c>; null when absent.</param>
 /// <param name="BaseModelNameOrPath">PEFT <c>base_model_name_or_path</c>; null when absent.</param>
-public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = null, string? BaseModelNameOrPath = null)
+/// <param name="Format">How Bone-family adapters are (or were) written; LoRA has one format.</param>
+public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = null, string? BaseModelNameOrPath = null, PeftFormat Format = PeftFormat.Miss)
 {
     /// <summary>File name PEFT uses for the configuration.</summary>
     public const string FileName = "adapter_config.json";
 
+    /// <summary>The tensor suffix of Bone-family blocks in <paramref name="format"/>.</summary>
+    public static string BlockSuffix(PeftFormat format) => format == PeftFormat.Bone ? "bone_block" : "miss_block";
+
     /// <summary>
-    /// The JSON PEFT writes (keys sorted, two-space indent, <c>inference_mode</c> true). Fields that exist only in
-    /// newer PEFT releases are left out so that PEFT 0.14 to 0.18 all read the file.
+    /// The JSON PEFT writes (keys sorted, two-space indent, <c>inference_mode</c> true), with the fields of PEFT's
+    /// <c>MissConfig</c> (or, for <see cref="PeftFormat.Bone"/>, <c>BoneConfig</c>); nothing newer than the oldest
+    /// release that reads the type (0.17 for MISS, 0.14 for BONE and LORA), so all later ones read it too.
     /// </summary>
     public string ToJson()
     {
@@ -43,7 +61,23 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
             case BoneConfig bone:
                 if (!bone.IsPeftCompatible)
                     throw new NotSupportedException($"PEFT has no Bat with {bone.BatGrouping} grouping and {bone.BatProduct} product; only the output-block, matrix-product Bat can be written as a PEFT adapter.");
-                o["init_weights"] = bone.Variant == BoneVariant.Bat ? JsonValue.Create("bat") : JsonValue.Create(!bone.RandomInit);
+                o["peft_type"] = Format == PeftFormat.Bone ? "BONE" : "MISS";
+                o["init_weights"] = bone.Variant switch
+                {
+                    BoneVariant.Bat => JsonValue.Create("bat"),
+                    BoneVariant.Mini => JsonValue.Create("mini"),
+                    _ => JsonValue.Create(!bone.RandomInit),
+                };
+                if (Format == PeftFormat.Bone)
+                {
+                    if (bone.Variant == BoneVariant.Mini) throw new NotSupportedException("MiSS-mini has no BONE form (PEFT 0.14–0.18 do not know it); write MISS, which PEFT 0.17 and later read.");
+                    if (bone.Dropout != 0) throw new NotSupportedException($"BONE has no dropout field; write MISS (PEFT 0.17 and later), or set Dropout = 0 (dropout only acts in training).");
+                }
+                else
+                {
+                    o["mini_r"] = bone.MiniR;
+                    o["miss_dropout"] = PythonFloat(bone.Dropout);
+                }
                 break;
             case LoraConfig lora:
                 o["alpha_pattern"] = new JsonObject();
@@ -58,7 +92,7 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
                 o["layer_replication"] = null;
                 o["loftq_config"] = new JsonObject();
                 o["lora_alpha"] = lora.Alpha == Math.Floor(lora.Alpha) ? JsonValue.Create((long)lora.Alpha) : JsonValue.Create(lora.Alpha);
-                o["lora_dropout"] = lora.Dropout;
+                o["lora_dropout"] = PythonFloat(lora.Dropout);
                 o["megatron_config"] = null;
                 o["megatron_core"] = "megatron.core";
                 o["rank_pattern"] = new JsonObject();
@@ -122,21 +156,26 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
         };
         try { config.Validate(); }
         catch (ArgumentException e) { throw new InvalidDataException($"{source}: {e.Message}", e); }
-        return new PeftAdapterConfig(config, reader.String("task_type"), reader.String("base_model_name_or_path"));
+        return new PeftAdapterConfig(config, reader.String("task_type"), reader.String("base_model_name_or_path"), peftType == "BONE" ? PeftFormat.Bone : PeftFormat.Miss);
     }
 
     private static BoneConfig ReadBone(FieldReader reader, int r, string peftType)
     {
         var config = new BoneConfig { R = r };
+        bool miss = peftType == "MISS";
         switch (reader.Node("init_weights"))
         {
             case null: break;
             case JsonValue v when v.TryGetValue(out bool b): config.RandomInit = !b; break;
             case JsonValue v when v.TryGetValue(out string? s) && s == "bat": config.Variant = BoneVariant.Bat; break;
-            default: throw reader.Error("init_weights", $"is {reader.Node("init_weights")!.ToJsonString()}; supported: true, false, \"bat\"");
+            case JsonValue v when miss && v.TryGetValue(out string? s) && s == "mini": config.Variant = BoneVariant.Mini; break;
+            default: throw reader.Error("init_weights", $"is {reader.Node("init_weights")!.ToJsonString()}; supported: true, false, \"bat\"{(miss ? ", \"mini\"" : "")}");
         }
-        if (peftType == "MISS" && reader.Node("miss_dropout") is JsonValue d && d.GetValue<double>() != 0)
-            throw reader.Error("miss_dropout", "is not zero; MiSS dropout is not supported");
+        if (miss)
+        {
+            config.MiniR = reader.Int("mini_r") ?? 1;
+            config.Dropout = reader.Double("miss_dropout") ?? 0;
+        }
         return config;
     }
 
@@ -168,6 +207,14 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
             default: throw reader.Error("init_lora_weights", $"is {reader.Node("init_lora_weights")!.ToJsonString()}; supported: true, false, \"gaussian\", \"pissa\", \"pissa_niter_N\", \"olora\"");
         }
         return config;
+    }
+
+    // Python's json writes floats with a decimal point (0.0, not 0); PEFT reads either, but files then match byte for byte.
+    private static JsonNode PythonFloat(double value)
+    {
+        string text = value.ToString("R", CultureInfo.InvariantCulture);
+        if (!text.Contains('.') && !text.Contains('E')) text += ".0";
+        return JsonNode.Parse(text)!;
     }
 
     private static JsonArray? StringsOrNull(IReadOnlyList<string> values) =>

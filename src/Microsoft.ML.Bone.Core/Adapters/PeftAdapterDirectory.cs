@@ -8,8 +8,9 @@ namespace Microsoft.ML.Bone.Adapters;
 
 /// <summary>
 /// Hugging Face PEFT adapter folders: <c>adapter_config.json</c> + <c>adapter_model.safetensors</c> with PEFT's key
-/// names (<c>base_model.model.&lt;module path&gt;.bone_block</c>, <c>….lora_A.weight</c>, modules to save under their
-/// own path). Reads what PEFT 0.14–0.18 writes (BONE, MiSS and LORA) and writes what they read.
+/// names (<c>base_model.model.&lt;module path&gt;.miss_block</c>, <c>….lora_A.weight</c>, modules to save under their
+/// own path). Reads BONE, MISS and LORA folders; writes MISS by default (PEFT 0.17 and later) or BONE on request
+/// (PEFT 0.14–0.18), and LORA.
 /// </summary>
 public static class PeftAdapterDirectory
 {
@@ -21,20 +22,27 @@ public static class PeftAdapterDirectory
     /// replaced atomically). PiSSA and OLoRA adapters are written, as PEFT's conversion does, as a plain rank-2r LoRA
     /// that applies to the original (not the residual) base weights.
     /// </summary>
-    public static void Save(AdapterModel model, string directory, string? baseModelNameOrPath = null, string? taskType = null)
+    public static void Save(AdapterModel model, string directory, string? baseModelNameOrPath = null, string? taskType = null, PeftFormat format = PeftFormat.Miss)
     {
         var (config, tensors) = model.Config is LoraConfig { MutatesBaseWeights: true } lora
             ? ConvertMutatedLora(model, lora)
-            : (model.Config, model.PeftStateDict().Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach())).ToList());
-        string json = new PeftAdapterConfig(config, taskType, baseModelNameOrPath).ToJson();
+            : (model.Config, model.PeftStateDict().Select(p => new KeyValuePair<string, Tensor>(RenameBlock(p.Key, format), p.Value.detach())).ToList());
+        string json = new PeftAdapterConfig(config, taskType, baseModelNameOrPath, format).ToJson();
+        Write(directory, json, tensors);
+    }
+
+    /// <summary>Writes <paramref name="configJson"/> and <paramref name="tensors"/> (PEFT keys) as an adapter folder.</summary>
+    internal static void Write(string directory, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors)
+    {
+        string json = configJson;
         Directory.CreateDirectory(directory);
         SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         AtomicFile.Write(Path.Combine(directory, PeftAdapterConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(json)));
     }
 
     /// <summary>
-    /// Reads an adapter folder. Tensors come back as CPU tensors under PEFT's keys; MiSS keys (<c>miss_block</c>) are
-    /// renamed to <c>bone_block</c>. Errors name the file and the problem.
+    /// Reads an adapter folder. Tensors come back as CPU tensors under PEFT's keys; BONE keys (<c>bone_block</c>) are
+    /// renamed to MiSS's <c>miss_block</c>. Errors name the file and the problem.
     /// </summary>
     public static (PeftAdapterConfig Config, Dictionary<string, Tensor> Tensors) Read(string directory)
     {
@@ -55,13 +63,17 @@ public static class PeftAdapterDirectory
         var tensors = new Dictionary<string, Tensor>();
         foreach (SafetensorsEntry entry in file.Entries)
         {
-            string key = entry.Name.EndsWith(".miss_block", StringComparison.Ordinal) ? entry.Name[..^"miss_block".Length] + "bone_block" : entry.Name;
+            string key = entry.Name.EndsWith(".bone_block", StringComparison.Ordinal) ? entry.Name[..^"bone_block".Length] + "miss_block" : entry.Name;
             if (!key.StartsWith(AdapterModel.PeftKeyPrefix, StringComparison.Ordinal))
                 throw new InvalidDataException($"{weightsPath}: tensor '{entry.Name}' does not start with '{AdapterModel.PeftKeyPrefix}' as PEFT keys do.");
             tensors[key] = file.Load(entry.Name);
         }
         return (config, tensors);
     }
+
+    // Bone-family blocks are miss_block in memory (PEFT's current name) and bone_block in BONE files.
+    private static string RenameBlock(string key, PeftFormat format) =>
+        format == PeftFormat.Bone && key.EndsWith(".miss_block", StringComparison.Ordinal) ? key[..^"miss_block".Length] + "bone_block" : key;
 
     /// <summary>Injects the adapter described in <paramref name="directory"/> into <paramref name="model"/> and loads its weights.</summary>
     public static AdapterModel Load(nn.Module model, string directory)

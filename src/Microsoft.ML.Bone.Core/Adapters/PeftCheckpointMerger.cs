@@ -14,7 +14,7 @@ public sealed record MergeReport(IReadOnlyList<string> MergedWeights, IReadOnlyL
 
 /// <summary>
 /// Merges a PEFT adapter folder into a Hugging Face checkpoint folder, for any architecture: adapter keys are mapped
-/// to base tensors by name (<c>base_model.model.X.bone_block</c> → <c>X.weight</c>). The output folder has the same
+/// to base tensors by name (<c>base_model.model.X.miss_block</c> or <c>….bone_block</c> → <c>X.weight</c>). The output folder has the same
 /// files, tensor names, shapes and dtypes (shards and index included); the update is computed in float32 and cast
 /// back to each weight's dtype.
 /// </summary>
@@ -37,11 +37,12 @@ public static class PeftCheckpointMerger
             throw new IOException($"{outputDirectory}: output directory exists and is not empty.");
 
         var (adapter, tensors) = PeftAdapterDirectory.Read(adapterDirectory);
+        PeftFormat format = adapter.Format;
         string adapterFile = Path.Combine(adapterDirectory, PeftAdapterDirectory.WeightsFileName);
         try
         {
             using var checkpoint = SafetensorsCheckpoint.Open(modelDirectory);
-            Plan plan = BuildPlan(adapter.Config, tensors, checkpoint, adapterFile);
+            Plan plan = BuildPlan(adapter.Config, format, tensors, checkpoint, adapterFile);
             string temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outputDirectory))!, $".{Path.GetFileName(Path.GetFullPath(outputDirectory))}.tmp-{Guid.NewGuid():N}");
             try
             {
@@ -68,7 +69,7 @@ public static class PeftCheckpointMerger
 
     private sealed record Plan(Dictionary<string, Update> Updates, Dictionary<string, Tensor> Replacements, List<string> Added);
 
-    private static Plan BuildPlan(AdapterConfig config, Dictionary<string, Tensor> tensors, SafetensorsCheckpoint checkpoint, string adapterFile)
+    private static Plan BuildPlan(AdapterConfig config, PeftFormat format, Dictionary<string, Tensor> tensors, SafetensorsCheckpoint checkpoint, string adapterFile)
     {
         var updates = new Dictionary<string, Update>();
         var replacements = new Dictionary<string, Tensor>();
@@ -79,7 +80,7 @@ public static class PeftCheckpointMerger
         foreach (var (key, t) in tensors)
         {
             string name = key[AdapterModel.PeftKeyPrefix.Length..];
-            if (name.EndsWith(".bone_block", StringComparison.Ordinal)) AddBone(name[..^".bone_block".Length], t);
+            if (name.EndsWith(".miss_block", StringComparison.Ordinal)) AddBone(name[..^".miss_block".Length], t);
             else if (name.EndsWith(".lora_A.weight", StringComparison.Ordinal)) loraA[name[..^".lora_A.weight".Length]] = t;
             else if (name.EndsWith(".lora_B.weight", StringComparison.Ordinal)) loraB[name[..^".lora_B.weight".Length]] = t;
             else if (ResolveBase(name) is { } baseName)
@@ -108,10 +109,17 @@ public static class PeftCheckpointMerger
 
         void AddBone(string module, Tensor block)
         {
-            var (weightName, shape) = BaseWeight(module, "bone_block");
+            string suffix = PeftAdapterConfig.BlockSuffix(format);
+            var (weightName, shape) = BaseWeight(module, suffix);
             long outF = shape[0], inF = shape[1];
-            string key = $"{AdapterModel.PeftKeyPrefix}{module}.bone_block";
-            if (block.ndim == 2)
+            string key = $"{AdapterModel.PeftKeyPrefix}{module}.{suffix}";
+            if (block.ndim == 2 && config is BoneConfig { Variant: BoneVariant.Mini } mini)
+            {
+                long m = block.shape[1];
+                if (m != mini.MiniR || outF % m != 0) throw ShapeError(key, block.shape, weightName, shape, $"MiSS-mini blocks must be [r, mini_r = {mini.MiniR}] with mini_r dividing {outF}");
+                updates[weightName] = w => w + BoneMath.DeltaWeight(block.to(ScalarType.Float32).repeat(1, outF / m), inF);
+            }
+            else if (block.ndim == 2)
             {
                 if (block.shape[1] != outF) throw ShapeError(key, block.shape, weightName, shape, $"Bone blocks must be [r, {outF}]");
                 updates[weightName] = w => w + BoneMath.DeltaWeight(block.to(ScalarType.Float32), inF);

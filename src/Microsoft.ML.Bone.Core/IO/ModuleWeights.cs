@@ -73,5 +73,5 @@ public static class ModuleWeights
         throw new InvalidDataException($"{checkpoint.Description}: tensor '{source ?? name}' is missing (needed for '{name}').");
     }
 
-    private static bool IsAdapter(string name) => name.Contains(".adapter.", StringComparison.Ordinal);
+    private static bool IsAdapter(string name) => name.Contains(".adapters.", StringComparison.Ordinal);
 }

@@ -83,7 +83,7 @@ public sealed class AdapterModelTests
 
         foreach (var (name, p) in model.named_parameters())
         {
-            bool shouldTrain = name.Contains(".adapter.") || name.StartsWith("classifier.");
+            bool shouldTrain = name.Contains(".adapters.") || name.StartsWith("classifier.");
             Assert.AreEqual(shouldTrain, p.requires_grad, $"{name} requires_grad");
             if (shouldTrain) Assert.IsTrue(p.grad is not null && p.grad.abs().sum().item<float>() > 0, $"{name} gets a non-zero gradient");
             else Assert.IsNull(p.grad, $"{name} gets no gradient");
@@ -160,7 +160,7 @@ public sealed class AdapterModelTests
         var m = AdapterModel.Inject(NewModel(), new BoneConfig { R = 4, TargetModules = ["q_proj"] });
         var (path, layer) = m.AdaptedLayers[1];
         Tensor before = layer.weight.detach().clone();
-        using (no_grad()) ((BoneLayer)layer.Adapter!).bone_block[0, 0] = tensor(float.NaN);
+        using (no_grad()) ((BoneLayer)layer.Adapter!).miss_block[0, 0] = tensor(float.NaN);
         var e = Assert.ThrowsExactly<InvalidOperationException>(() => m.Merge(safe: true));
         StringAssert.Contains(e.Message, path);
         AssertClose(before, layer.weight, 0, "base weight unchanged");

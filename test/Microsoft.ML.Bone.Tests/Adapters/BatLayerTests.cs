@@ -42,7 +42,7 @@ public sealed class BatLayerTests
         var layer = Layer(outF, inF);
         var bat = new BatLayer("layer", layer, r, grouping, product, checkpointing);
         double[,,] blocks = BatBlocks(grouping == BatGrouping.OutputBlock ? outF / r : inF / r, r);
-        using (no_grad()) bat.bone_block.copy_(ToTensor(blocks));
+        using (no_grad()) bat.miss_block.copy_(ToTensor(blocks));
         layer.Attach(bat);
         return (layer, bat, blocks);
     }
@@ -103,7 +103,7 @@ public sealed class BatLayerTests
         (yPlain * weights).sum().backward();
         (yCkpt * weights).sum().backward();
 
-        AssertClose(plainBat.bone_block.grad!, ckptBat.bone_block.grad!, 1e-4, "dL/dB");
+        AssertClose(plainBat.miss_block.grad!, ckptBat.miss_block.grad!, 1e-4, "dL/dB");
         AssertClose(xPlain.grad!, xCkpt.grad!, 1e-5, "dL/dx");
         Assert.IsNull(ckpt.weight.grad, "the frozen base weight gets no gradient");
     }
@@ -133,7 +133,7 @@ public sealed class BatLayerTests
                         for (int a = 0; a < r; a++) s += (w[i * r + a, j * r + c] + (a == c ? 1 : 0)) * gw[i * r + a, j * r + c2];
                         expected[i * r + c, c2] += s;
                     }
-        AssertClose(expected, bat.bone_block.grad!.reshape(outF / r * r, r), 1e-5, "dL/dB");
+        AssertClose(expected, bat.miss_block.grad!.reshape(outF / r * r, r), 1e-5, "dL/dB");
     }
 
     [TestMethod]
@@ -152,7 +152,7 @@ public sealed class BatLayerTests
         using var scope = NewDisposeScope();
         var layer = Layer(4, 4, dtype: ScalarType.BFloat16);
         var bat = new BatLayer("layer", layer, 2, BatGrouping.OutputBlock, BatProduct.Matrix, false);
-        using (no_grad()) bat.bone_block.copy_(ToTensor(BatBlocks(2, 2)));
+        using (no_grad()) bat.miss_block.copy_(ToTensor(BatBlocks(2, 2)));
         layer.Attach(bat);
         Tensor x = ToTensor(Input(2, 4)).to(ScalarType.BFloat16);
         Tensor y = layer.call(x);

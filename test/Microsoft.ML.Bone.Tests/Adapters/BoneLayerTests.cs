@@ -25,7 +25,7 @@ public sealed class BoneLayerTests
     private static BoneLayer AttachBone(AdaptableLinear layer, double[,] bone)
     {
         var adapter = new BoneLayer("layer", layer, bone.GetLength(0));
-        using (no_grad()) adapter.bone_block.copy_(ToTensor(bone));
+        using (no_grad()) adapter.miss_block.copy_(ToTensor(bone));
         layer.Attach(adapter);
         return adapter;
     }
@@ -133,7 +133,7 @@ public sealed class BoneLayerTests
                 for (int k = c; k < inF; k += r) s += x[n, k];
                 for (int o = 0; o < outF; o++) expected[c, o] += s * g[n, o];
             }
-        AssertClose(expected, bone.bone_block.grad!, 1e-5, "dL/dbone");
+        AssertClose(expected, bone.miss_block.grad!, 1e-5, "dL/dbone");
     }
 
     [TestMethod]
@@ -146,7 +146,7 @@ public sealed class BoneLayerTests
         layer.Attach(new BoneLayer("layer", layer, 4));
         Tensor after = layer.call(x);
         Assert.AreEqual(ScalarType.BFloat16, after.dtype);
-        Assert.AreEqual(ScalarType.Float32, ((BoneLayer)layer.Adapter!).bone_block.dtype, "adapter stays float32");
+        Assert.AreEqual(ScalarType.Float32, ((BoneLayer)layer.Adapter!).miss_block.dtype, "adapter stays float32");
         AssertClose(before, after, 0, "zero-initialised Bone is the identity");
     }
 }

@@ -7,10 +7,43 @@ namespace Microsoft.ML.Bone.Tests.IO;
 public sealed class PeftAdapterConfigTests
 {
     [TestMethod]
-    public void WritesBoneConfigAsPeftDoes()
+    public void WritesMissConfigAsPeftDoes()
     {
+        // The fields of PEFT's MissConfig (src/peft/tuners/miss/config.py) plus PeftConfig's own, sorted as
+        // save_pretrained writes them.
         var config = new BoneConfig { R = 64, TargetModules = ["q_proj", "v_proj"] };
         string json = new PeftAdapterConfig(config, "CAUSAL_LM", "meta-llama/Llama-2-7b-hf").ToJson();
+        const string expected = """
+            {
+              "auto_mapping": null,
+              "base_model_name_or_path": "meta-llama/Llama-2-7b-hf",
+              "bias": "none",
+              "exclude_modules": null,
+              "inference_mode": true,
+              "init_weights": true,
+              "layers_pattern": null,
+              "layers_to_transform": null,
+              "mini_r": 1,
+              "miss_dropout": 0.0,
+              "modules_to_save": null,
+              "peft_type": "MISS",
+              "r": 64,
+              "revision": null,
+              "target_modules": [
+                "q_proj",
+                "v_proj"
+              ],
+              "task_type": "CAUSAL_LM"
+            }
+            """;
+        Assert.AreEqual(expected.ReplaceLineEndings("\n"), json.ReplaceLineEndings("\n"));
+    }
+
+    [TestMethod]
+    public void WritesLegacyBoneConfigOnRequest()
+    {
+        var config = new BoneConfig { R = 64, TargetModules = ["q_proj", "v_proj"] };
+        string json = new PeftAdapterConfig(config, "CAUSAL_LM", "meta-llama/Llama-2-7b-hf", PeftFormat.Bone).ToJson();
         const string expected = """
             {
               "auto_mapping": null,
@@ -33,6 +66,27 @@ public sealed class PeftAdapterConfigTests
             }
             """;
         Assert.AreEqual(expected.ReplaceLineEndings("\n"), json.ReplaceLineEndings("\n"));
+        var mini = new BoneConfig { R = 4, Variant = BoneVariant.Mini, MiniR = 2, TargetModules = ["q"] };
+        StringAssert.Contains(Assert.ThrowsExactly<NotSupportedException>(() => new PeftAdapterConfig(mini, Format: PeftFormat.Bone).ToJson()).Message, "MiSS-mini has no BONE form");
+        var dropout = new BoneConfig { R = 4, Dropout = 0.1, TargetModules = ["q"] };
+        StringAssert.Contains(Assert.ThrowsExactly<NotSupportedException>(() => new PeftAdapterConfig(dropout, Format: PeftFormat.Bone).ToJson()).Message, "BONE has no dropout");
+    }
+
+    [TestMethod]
+    public void MiniAndDropoutRoundTripThroughMiss()
+    {
+        var config = new BoneConfig { R = 4, Variant = BoneVariant.Mini, MiniR = 2, Dropout = 0.05, TargetModules = ["q"] };
+        string json = new PeftAdapterConfig(config).ToJson();
+        StringAssert.Contains(json, "\"init_weights\": \"mini\"");
+        StringAssert.Contains(json, "\"mini_r\": 2");
+        StringAssert.Contains(json, "\"miss_dropout\": 0.05");
+        var read = PeftAdapterConfig.Parse(json, "c");
+        Assert.AreEqual(PeftFormat.Miss, read.Format);
+        var bone = (BoneConfig)read.Config;
+        Assert.AreEqual(BoneVariant.Mini, bone.Variant);
+        Assert.AreEqual(2, bone.MiniR);
+        Assert.AreEqual(0.05, bone.Dropout);
+        Assert.AreEqual(4, bone.R);
     }
 
     [TestMethod]

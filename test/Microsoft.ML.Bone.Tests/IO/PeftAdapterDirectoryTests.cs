@@ -60,12 +60,15 @@ public sealed class PeftAdapterDirectoryTests
     }
 
     [TestMethod]
-    public void FileLayoutIsPeftsOwn()
+    [DataRow(PeftFormat.Miss, "miss_block", "MISS")]
+    [DataRow(PeftFormat.Bone, "bone_block", "BONE")]
+    public void FileLayoutIsPeftsOwn(PeftFormat format, string block, string peftType)
     {
         using var scope = NewDisposeScope();
         var adapted = AdapterModel.Inject(NewModel(), new BoneConfig { R = 4, Variant = BoneVariant.Bat, TargetModules = ["q_proj"], ModulesToSave = ["classifier"] });
         Perturb(adapted);
-        PeftAdapterDirectory.Save(adapted, _dir);
+        PeftAdapterDirectory.Save(adapted, _dir, format: format);
+        StringAssert.Contains(File.ReadAllText(Path.Combine(_dir, "adapter_config.json")), $"\"peft_type\": \"{peftType}\"");
 
         string file = Path.Combine(_dir, "adapter_model.safetensors");
         var (header, _) = HandWrittenSafetensors.ReadHeader(file);
@@ -74,14 +77,18 @@ public sealed class PeftAdapterDirectoryTests
         {
             "base_model.model.classifier.dense.bias", "base_model.model.classifier.dense.weight",
             "base_model.model.classifier.out_proj.bias", "base_model.model.classifier.out_proj.weight",
-            "base_model.model.model.layers.0.self_attn.q_proj.bone_block", "base_model.model.model.layers.1.self_attn.q_proj.bone_block",
+            $"base_model.model.model.layers.0.self_attn.q_proj.{block}", $"base_model.model.model.layers.1.self_attn.q_proj.{block}",
         }, names);
         Assert.AreEqual("pt", header.RootElement.GetProperty("__metadata__").GetProperty("format").GetString());
-        var block = header.RootElement.GetProperty("base_model.model.model.layers.1.self_attn.q_proj.bone_block");
-        Assert.AreEqual("F32", block.GetProperty("dtype").GetString());
-        CollectionAssert.AreEqual(new long[] { 2, 4, 4 }, block.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray());
-        float[] expected = ((BatLayer)adapted.AdaptedLayers[1].Value.Adapter!).bone_block.data<float>().ToArray();
-        CollectionAssert.AreEqual(expected, HandWrittenSafetensors.ReadF32(file, "base_model.model.model.layers.1.self_attn.q_proj.bone_block"));
+        var entry = header.RootElement.GetProperty($"base_model.model.model.layers.1.self_attn.q_proj.{block}");
+        Assert.AreEqual("F32", entry.GetProperty("dtype").GetString());
+        CollectionAssert.AreEqual(new long[] { 2, 4, 4 }, entry.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray());
+        float[] expected = ((BatLayer)adapted.AdaptedLayers[1].Value.Adapter!).miss_block.data<float>().ToArray();
+        CollectionAssert.AreEqual(expected, HandWrittenSafetensors.ReadF32(file, $"base_model.model.model.layers.1.self_attn.q_proj.{block}"));
+        // Read back from either format, the blocks land under the in-memory name.
+        var (config, tensors) = PeftAdapterDirectory.Read(_dir);
+        Assert.AreEqual(format, config.Format);
+        Assert.IsTrue(tensors.ContainsKey("base_model.model.model.layers.1.self_attn.q_proj.miss_block"));
     }
 
     [TestMethod]
@@ -117,7 +124,7 @@ public sealed class PeftAdapterDirectoryTests
         using var scope = NewDisposeScope();
         var adapted = PeftAdapterDirectory.Load(model, _dir);
         Assert.AreEqual("model.layers.1.self_attn.v_proj", adapted.AdaptedLayers.Single().Key);
-        CollectionAssert.AreEqual(block, ((BoneLayer)adapted.AdaptedLayers[0].Value.Adapter!).bone_block.data<float>().ToArray());
+        CollectionAssert.AreEqual(block, ((BoneLayer)adapted.AdaptedLayers[0].Value.Adapter!).miss_block.data<float>().ToArray());
         foreach (var (name, p) in model.classifier.named_parameters())
             CollectionAssert.AreEqual(heads[name].data<float>().ToArray(), p.data<float>().ToArray(), name);
     }

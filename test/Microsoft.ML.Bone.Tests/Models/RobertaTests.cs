@@ -159,15 +159,15 @@ public sealed class RobertaTests
         {
             case BoneLayer bone:
             {
-                double[] block = bone.bone_block.to(ScalarType.Float64).data<double>().ToArray();
-                int r = (int)bone.bone_block.shape[0];
+                double[] block = bone.miss_block.to(ScalarType.Float64).data<double>().ToArray();
+                int r = (int)bone.miss_block.shape[0];
                 for (int o = 0; o < outF; o++) for (int k = 0; k < inF; k++) delta[o, k] = block[(k % r) * outF + o];
                 break;
             }
             case BatLayer bat:
             {
-                double[] b = bat.bone_block.to(ScalarType.Float64).data<double>().ToArray();
-                int r = (int)bat.bone_block.shape[2];
+                double[] b = bat.miss_block.to(ScalarType.Float64).data<double>().ToArray();
+                int r = (int)bat.miss_block.shape[2];
                 for (int i = 0; i < outF / r; i++) for (int j = 0; j < inF / r; j++)
                     for (int a = 0; a < r; a++) for (int c2 = 0; c2 < r; c2++)
                     {

@@ -5,13 +5,13 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Bone.Adapters.Bone;
 
 /// <summary>
-/// Bat on one linear layer: trainable <c>bone_block</c> of r×r blocks; the layer runs in float32 on
+/// Bat on one linear layer: trainable <c>miss_block</c> of r×r blocks; the layer runs in float32 on
 /// W' = W + ΔW(W, B), as PEFT does.
 /// </summary>
 public sealed class BatLayer : LayerAdapter
 {
     /// <summary>The trainable blocks, (out/r, r, r) for output grouping or (in/r, r, r) for input grouping, float32.</summary>
-    public Parameter bone_block;
+    public Parameter miss_block;
 
     /// <summary>Creates zero blocks for <paramref name="layer"/>; throws unless r divides both dimensions.</summary>
     public BatLayer(string modulePath, AdaptableLinear layer, int r, BatGrouping grouping, BatProduct product, bool gradientCheckpointing)
@@ -21,9 +21,12 @@ public sealed class BatLayer : LayerAdapter
         Grouping = grouping;
         Product = product;
         GradientCheckpointing = gradientCheckpointing;
-        bone_block = new Parameter(zeros(BatMath.BlockShape(layer.OutFeatures, layer.InFeatures, r, grouping), dtype: ScalarType.Float32, device: layer.weight.device));
+        miss_block = new Parameter(zeros(BatMath.BlockShape(layer.OutFeatures, layer.InFeatures, r, grouping), dtype: ScalarType.Float32, device: layer.weight.device));
         RegisterComponents();
     }
+
+    /// <summary>Bat transforms the weight (W' = W + W·B + B), so several adapters compose rather than add.</summary>
+    public override bool IsAdditive => false;
 
     /// <summary>Which block index selects B.</summary>
     public BatGrouping Grouping { get; }
@@ -42,17 +45,17 @@ public sealed class BatLayer : LayerAdapter
         Tensor w = layer.weight.detach().to(ScalarType.Float32);
         Tensor? b = layer.bias?.to(ScalarType.Float32);
         Tensor y = GradientCheckpointing && is_grad_enabled()
-            ? BatCheckpointedLinear.apply(x, w, bone_block, b, Grouping, Product)
-            : nn.functional.linear(x, w + BatMath.DeltaWeight(w, bone_block, Grouping, Product), b);
+            ? BatCheckpointedLinear.apply(x, w, miss_block, b, Grouping, Product)
+            : nn.functional.linear(x, w + BatMath.DeltaWeight(w, miss_block, Grouping, Product), b);
         return y.to(dtype);
     }
 
     /// <inheritdoc/>
-    public override Tensor DeltaWeight(Tensor weight) => BatMath.DeltaWeight(weight, bone_block, Grouping, Product);
+    public override Tensor DeltaWeight(Tensor weight) => BatMath.DeltaWeight(weight, miss_block, Grouping, Product);
 
     /// <inheritdoc/>
-    public override Tensor UnmergedWeight(Tensor merged) => BatMath.UnmergedWeight(merged, bone_block, Grouping, Product);
+    public override Tensor UnmergedWeight(Tensor merged) => BatMath.UnmergedWeight(merged, miss_block, Grouping, Product);
 
     /// <inheritdoc/>
-    public override IEnumerable<KeyValuePair<string, Tensor>> PeftTensors() => [new("bone_block", bone_block)];
+    public override IEnumerable<KeyValuePair<string, Tensor>> PeftTensors() => [new("miss_block", miss_block)];
 }

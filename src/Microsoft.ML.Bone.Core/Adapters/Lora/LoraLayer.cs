@@ -77,14 +77,10 @@ public sealed class LoraLayer : LayerAdapter
     }
 
     /// <inheritdoc/>
-    public override Tensor Forward(Tensor input, AdaptableLinear layer)
+    public override Tensor Update(Tensor x)
     {
-        ScalarType dtype = input.dtype;
-        Tensor result = nn.functional.linear(input, layer.weight, layer.bias);
-        Tensor x = AsFloat32(input);
         if (_dropout is not null) x = _dropout.call(x);
-        Tensor update = lora_B.call(lora_A.call(x)) * Scale;
-        return (result + update).to(dtype);
+        return lora_B.call(lora_A.call(x)) * Scale;
     }
 
     /// <inheritdoc/>
