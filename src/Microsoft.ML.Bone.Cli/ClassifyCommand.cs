@@ -26,7 +26,9 @@ internal static class ClassifyCommand
         var model = new Option<string>("--model") { Description = "Base model directory (Hugging Face RoBERTa).", Required = true };
         var trainFile = new Option<string>("--train") { Description = "Training data (.tsv or .csv with a header row).", Required = true };
         var devFile = new Option<string?>("--dev") { Description = "Optional validation data, scored after each epoch and at the end." };
-        var adapter = new Option<AdapterKind>("--adapter") { Description = "Bone, Bat, Lora, PiSSA, OLoRA or FullFineTuning.", DefaultValueFactory = _ => AdapterKind.Bone };
+        var adapter = new Option<AdapterKind>("--adapter") { Description = "Bone, Bat, MissMini, Lora, PiSSA, OLoRA or FullFineTuning.", DefaultValueFactory = _ => AdapterKind.Bone };
+        var miniR = new Option<int>("--mini-r") { Description = "MissMini only: the block's width along the output (0 = 1)." };
+        var adapterDropout = new Option<double>("--adapter-dropout") { Description = "Dropout on the adapter path's input during training (Bone, MissMini, LoRA family)." };
         var rank = new Option<int>("--rank") { Description = "Block size / rank (0 = the adapter's default)." };
         var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 3 };
         var batch = new Option<int>("--batch-size") { DefaultValueFactory = _ => 16 };
@@ -36,7 +38,7 @@ internal static class ClassifyCommand
         var zip = new Option<string>("--out") { Description = "Model zip to write.", Required = true };
         var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each layer in the backward pass: far less memory, about a third more compute." };
-        var train = new Command("train", "Fine-tune and save an ML.NET model zip.") { model, trainFile, devFile, text, text2, label, regression, task, adapter, rank, epochs, batch, lr, maxLength, maxRows, zip, plot, checkpointing };
+        var train = new Command("train", "Fine-tune and save an ML.NET model zip.") { model, trainFile, devFile, text, text2, label, regression, task, adapter, rank, miniR, adapterDropout, epochs, batch, lr, maxLength, maxRows, zip, plot, checkpointing };
         train.SetAction(p => CommandErrors.Run("classify train", () =>
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
@@ -45,7 +47,7 @@ internal static class ClassifyCommand
             if (p.GetValue(maxRows) > 0) data = ml.Data.TakeRows(data, p.GetValue(maxRows));
             var options = new BoneTextClassificationOptions
             {
-                ModelPath = p.GetValue(model)!, Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MaxEpochs = p.GetValue(epochs), BatchSize = p.GetValue(batch),
+                ModelPath = p.GetValue(model)!, Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MiniR = p.GetValue(miniR), AdapterDropout = p.GetValue(adapterDropout), MaxEpochs = p.GetValue(epochs), BatchSize = p.GetValue(batch),
                 LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), Sentence2ColumnName = columns.Text2 is null ? null : "Sentence2",
                 GradientCheckpointing = p.GetValue(checkpointing),
             };

@@ -1,9 +1,10 @@
 using System.CommandLine;
 using Microsoft.ML.Bone.Cli;
 
-var root = new RootCommand("bone: Bone / Bat / LoRA adapters for Hugging Face checkpoints, in .NET.")
+var root = new RootCommand("bone: Bone / Bat / MiSS / LoRA adapters for Hugging Face checkpoints, in .NET.")
 {
     MergeCommand.Create(),
+    ConvertCommand.Create(),
     DemoCommand.Create(),
     LogitsCommand.Create(),
     ClassifyCommand.Create(),

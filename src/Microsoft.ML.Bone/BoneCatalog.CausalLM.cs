@@ -61,7 +61,7 @@ public sealed partial class BoneCatalog
         var spec = model.Settings;
         var pairs = CausalLMData.Read(data, spec.Prompt, spec.Response, "evaluation data", CancellationToken.None);
         var examples = pairs.Select(p => model.Encode(p.Prompt, p.Response)).ToList();
-        var (loss, tokens) = CausalLanguageModeling.Evaluate(model.Model, examples, model.Tokenizer.PadId, model.Record.MaxSequenceLength, model.Record.BatchSize);
+        var (loss, tokens) = model.Evaluate(examples);
         double? accuracy = null;
         string completion = completionColumnName ?? spec.Completion;
         if (data.Schema.GetColumnOrNull(completion) is { Type: TextDataViewType } column)

@@ -28,8 +28,17 @@ public abstract class FineTuningOptions
     /// <summary>Adapter method. Default <see cref="AdapterKind.Bone"/>.</summary>
     public AdapterKind Adapter = AdapterKind.Bone;
 
-    /// <summary>Block size (Bone, Bat) or rank (LoRA family). 0 = 64 for Bone/Bat, 8 for LoRA/PiSSA/OLoRA.</summary>
+    /// <summary>Block size (Bone, Bat, MiSS-mini) or rank (LoRA family). 0 = 64 for the Bone family, 8 for LoRA/PiSSA/OLoRA.</summary>
     public int Rank;
+
+    /// <summary>MissMini only: the block's width along the output (PEFT <c>mini_r</c>); must divide every targeted layer's output size. 0 = 1, PEFT's default.</summary>
+    public int MiniR;
+
+    /// <summary>
+    /// Dropout on the input of the adapter path during training (PEFT <c>miss_dropout</c> / <c>lora_dropout</c>), for
+    /// Bone, MiSS-mini and the LoRA family; Bat has none (as in PEFT). Default 0.
+    /// </summary>
+    public double AdapterDropout;
 
     /// <summary>LoRA family only: scaling numerator alpha. 0 = 2 × rank.</summary>
     public double Alpha;
@@ -125,6 +134,10 @@ public abstract class FineTuningOptions
         if (WarmupRatio is < 0 or > 1 || double.IsNaN(WarmupRatio)) throw new ArgumentOutOfRangeException(nameof(WarmupRatio), WarmupRatio, "WarmupRatio must be between 0 and 1.");
         if (PissaIterations > 0 && Adapter != AdapterKind.PiSSA) throw new ArgumentException($"PissaIterations applies to Adapter = PiSSA only, not {Adapter}.", nameof(PissaIterations));
         if (UseRsLora && Adapter is not (AdapterKind.Lora or AdapterKind.PiSSA or AdapterKind.OLoRA)) throw new ArgumentException($"UseRsLora applies to the LoRA family only, not {Adapter}.", nameof(UseRsLora));
+        NotNegative(nameof(MiniR), MiniR, "0 means 1");
+        if (MiniR > 0 && Adapter != AdapterKind.MissMini) throw new ArgumentException($"MiniR applies to Adapter = MissMini only, not {Adapter}.", nameof(MiniR));
+        if (AdapterDropout is < 0 or >= 1 || double.IsNaN(AdapterDropout)) throw new ArgumentOutOfRangeException(nameof(AdapterDropout), AdapterDropout, "AdapterDropout must be in [0, 1).");
+        if (AdapterDropout > 0 && Adapter is AdapterKind.Bat or AdapterKind.FullFineTuning) throw new ArgumentException($"AdapterDropout has no meaning for {Adapter} (PEFT's Bat has no adapter-input path to drop).", nameof(AdapterDropout));
         if (TargetModules is { } targets && targets.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("TargetModules has an empty name.", nameof(TargetModules));
         if (TargetModules is { Length: > 0 } && Adapter == AdapterKind.FullFineTuning) throw new ArgumentException("TargetModules has no meaning for FullFineTuning (every parameter trains).", nameof(TargetModules));
     }
@@ -147,13 +160,13 @@ public abstract class FineTuningOptions
         MaxGradNorm = MaxGradNorm, EvaluateEverySteps = EvaluateEverySteps, EarlyStoppingPatience = EarlyStoppingPatience, Seed = seed,
     };
 
-    internal int EffectiveRank => Rank > 0 ? Rank : Adapter is AdapterKind.Bone or AdapterKind.Bat ? 64 : 8;
+    internal int EffectiveRank => Rank > 0 ? Rank : Adapter is AdapterKind.Bone or AdapterKind.Bat or AdapterKind.MissMini ? 64 : 8;
 
     internal double EffectiveAlpha => Alpha > 0 ? Alpha : 2.0 * EffectiveRank;
 
     internal double EffectiveLearningRate => LearningRate > 0 ? LearningRate : Adapter switch
     {
-        AdapterKind.Bone or AdapterKind.Bat => 2e-4,
+        AdapterKind.Bone or AdapterKind.Bat or AdapterKind.MissMini => 2e-4,
         AdapterKind.FullFineTuning => 2e-5,
         _ => 4e-4,
     };

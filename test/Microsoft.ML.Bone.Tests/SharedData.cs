@@ -20,11 +20,16 @@ internal static class SharedData
         return path;
     }
 
-    private static string? FindRoot()
+    /// <summary>The repository checkout the tests were built from (the folder with Microsoft.ML.Bone.sln).</summary>
+    public static string RepositoryRoot => Repository.Value ?? throw new InvalidOperationException($"No Microsoft.ML.Bone.sln above {AppContext.BaseDirectory}.");
+
+    private static readonly Lazy<string?> Repository = new(() =>
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(System.IO.Path.Combine(dir.FullName, "Microsoft.ML.Bone.sln")))
-                return System.IO.Path.GetFullPath(System.IO.Path.Combine(dir.FullName, "..", "shared", "data"));
+            if (File.Exists(System.IO.Path.Combine(dir.FullName, "Microsoft.ML.Bone.sln"))) return dir.FullName;
         return null;
-    }
+    });
+
+    private static string? FindRoot() =>
+        Repository.Value is { } repository ? System.IO.Path.GetFullPath(System.IO.Path.Combine(repository, "..", "shared", "data")) : null;
 }

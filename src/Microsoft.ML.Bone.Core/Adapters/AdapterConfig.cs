@@ -56,6 +56,18 @@ public abstract class AdapterConfig
     /// </summary>
     public AdapterConfig Clone() => (AdapterConfig)MemberwiseClone();
 
+    /// <summary>Copies where the adapter goes (targets, exclusions, layers, modules to save) from <paramref name="source"/>, so a converted adapter covers the same modules.</summary>
+    public void CopyPlacementFrom(AdapterConfig source)
+    {
+        TargetModules = source.TargetModules;
+        TargetModulesRegex = source.TargetModulesRegex;
+        ExcludeModules = source.ExcludeModules;
+        ExcludeModulesRegex = source.ExcludeModulesRegex;
+        LayersToTransform = source.LayersToTransform;
+        LayersPattern = source.LayersPattern;
+        ModulesToSave = source.ModulesToSave;
+    }
+
     /// <summary>Checks option values; throws <see cref="ArgumentException"/> naming the option.</summary>
     public virtual void Validate()
     {

@@ -110,18 +110,7 @@ public sealed class AdapterModel
         Entry next = Get(name);
         if (name == _active) return;
         if (AllLayers().Any(l => l.Merged)) throw new InvalidOperationException($"Adapter '{_active}' is merged; unmerge before switching adapters.");
-        Entry current = _adapters[_active];
-        using (no_grad())
-        {
-            // Park the current adapter's modules-to-save values and bring in the next one's.
-            if (current.Saved.Count > 0) current.Stash = current.Saved.ToDictionary(p => p.Key, p => p.Value.detach().clone().DetachFromDisposeScope());
-            var incoming = next.Stash ?? new Dictionary<string, Tensor>();
-            foreach (var (key, p) in next.Saved) p.copy_(incoming.TryGetValue(key, out Tensor? v) ? v : _baseSaved[key]);
-            // A module the current adapter saves but the next does not returns to the base model's values.
-            foreach (var (key, p) in current.Saved) if (!next.Saved.Any(s => s.Key == key)) p.copy_(_baseSaved[key]);
-            foreach (Tensor t in incoming.Values) t.Dispose();
-            next.Stash = null;
-        }
+        if (AdaptersEnabled) SwapSavedModules(_adapters[_active], next);
         foreach (AdaptableLinear layer in AllLayers()) layer.ActiveAdapters = layer.AdapterNamed(name) is null ? [] : [name];
         _active = name;
         SetTrainable();
@@ -156,8 +145,61 @@ public sealed class AdapterModel
     /// <summary>Undoes <see cref="Merge"/>.</summary>
     public void Unmerge() { foreach (AdaptableLinear l in AllLayers()) l.Unmerge(); }
 
-    /// <summary>Turns every adapter on or off without removing it (PEFT's <c>disable_adapter</c>): off computes the base model alone.</summary>
-    public void SetAdaptersEnabled(bool enabled) { foreach (AdaptableLinear l in AllLayers()) l.AdapterEnabled = enabled; }
+    /// <summary>
+    /// Turns every adapter on or off without removing it (PEFT's <c>disable_adapter</c>): off computes the base model
+    /// alone, modules-to-save included (they hold the base model's values while disabled, as in PEFT).
+    /// </summary>
+    public void SetAdaptersEnabled(bool enabled)
+    {
+        if (enabled == AdaptersEnabled) return;
+        foreach (AdaptableLinear l in AllLayers()) l.AdapterEnabled = enabled;
+        if (enabled) SwapSavedModules(null, _adapters[_active]);
+        else SwapSavedModules(_adapters[_active], null);
+        AdaptersEnabled = enabled;
+    }
+
+    // Parks the values of <from>'s modules-to-save (null: the base's, which are kept anyway) and brings in <to>'s
+    // (null: the base's). A module <from> saves but <to> does not returns to the base model's values.
+    private void SwapSavedModules(Entry? from, Entry? to)
+    {
+        using var noGrad = no_grad();
+        if (from is not null && from.Saved.Count > 0) from.Stash = from.Saved.ToDictionary(p => p.Key, p => p.Value.detach().clone().DetachFromDisposeScope());
+        if (from is not null)
+            foreach (var (key, p) in from.Saved)
+                if (to is null || !to.Saved.Any(s => s.Key == key)) p.copy_(_baseSaved[key]);
+        if (to is null) return;
+        var incoming = to.Stash ?? new Dictionary<string, Tensor>();
+        foreach (var (key, p) in to.Saved) p.copy_(incoming.TryGetValue(key, out Tensor? v) ? v : _baseSaved[key]);
+        foreach (Tensor t in incoming.Values) t.Dispose();
+        to.Stash = null;
+    }
+
+    /// <summary>False after <see cref="SetAdaptersEnabled"/>(false): the model computes the base alone.</summary>
+    public bool AdaptersEnabled { get; private set; } = true;
+
+    /// <summary>The active adapter's part on <paramref name="layer"/> (one of <see cref="AdaptedLayers"/>).</summary>
+    public LayerAdapter AdapterOf(AdaptableLinear layer) =>
+        layer.AdapterNamed(_active) ?? throw new ArgumentException($"The layer has no part of adapter '{_active}'.", nameof(layer));
+
+    /// <summary>
+    /// A save-time transform that replaces each adapted weight by its merged value (computed in float32, cast back),
+    /// so a merged checkpoint is written without changing this model: nothing to unmerge, no rounding left behind in
+    /// a reduced-precision base, and other adapters sharing the base are unaffected. With <paramref name="safe"/> a
+    /// NaN or infinity in a merged weight is an error.
+    /// </summary>
+    public IO.WeightTransform MergedWeightTransform(bool safe = true)
+    {
+        var layers = AdaptedLayers.Where(l => !l.Value.Merged).ToDictionary(l => l.Key + ".weight", l => l.Value, StringComparer.Ordinal);
+        return (name, value) =>
+        {
+            if (!layers.TryGetValue(name, out AdaptableLinear? layer)) return value;
+            using var noGrad = no_grad();
+            Tensor merged = AdapterOf(layer).MergedWeight(value.to(ScalarType.Float32));
+            if (safe && !isfinite(merged).all().item<bool>())
+                throw new InvalidOperationException($"NaNs or infinities in the merged weight of '{name}' (adapter '{_active}'); the adapter seems to be broken.");
+            return merged.to(value.dtype);
+        };
+    }
 
     /// <summary>Merges the active adapter for good and removes every adapter, leaving the plain model.</summary>
     public nn.Module MergeAndUnload(bool safe = false)

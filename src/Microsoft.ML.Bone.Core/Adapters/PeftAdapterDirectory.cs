@@ -104,7 +104,7 @@ public static class PeftAdapterDirectory
         var tensors = new List<KeyValuePair<string, Tensor>>();
         foreach (var (path, layer) in model.AdaptedLayers)
         {
-            var adapter = (LoraLayer)layer.Adapter!;
+            var adapter = (LoraLayer)model.AdapterOf(layer);
             var (a0, b0) = adapter.InitialFactors ?? throw new InvalidOperationException($"'{path}' has no initial factors to convert.");
             string prefix = AdapterModel.PeftKeyPrefix + path + ".";
             tensors.Add(new(prefix + "lora_A.weight", cat([adapter.lora_A.weight.detach(), a0], 0)));

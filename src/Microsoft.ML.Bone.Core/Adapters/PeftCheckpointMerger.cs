@@ -135,22 +135,9 @@ public static class PeftCheckpointMerger
             else throw new InvalidDataException($"{adapterFile}: '{key}' has {block.ndim} dimensions; Bone blocks have 2 and Bat blocks 3.");
         }
 
-        (string Name, long[] Shape) BaseWeight(string module, string suffix)
-        {
-            string? name = ResolveBase(module + ".weight")
-                ?? throw new InvalidDataException($"{adapterFile}: '{AdapterModel.PeftKeyPrefix}{module}.{suffix}' targets '{module}.weight', which the base checkpoint does not have.");
-            long[] shape = checkpoint.Entry(name).Shape;
-            if (shape.Length != 2) throw new InvalidDataException($"{adapterFile}: '{module}.{suffix}' targets '{name}', which has {shape.Length} dimensions instead of 2.");
-            return (name, shape);
-        }
+        (string Name, long[] Shape) BaseWeight(string module, string suffix) => BaseTensorNames.Weight(checkpoint, module, $"{adapterFile}: '{AdapterModel.PeftKeyPrefix}{module}.{suffix}'");
 
-        // Hugging Face loads a bare base-model checkpoint (no "roberta." / "model." prefix) into a head model; accept both.
-        string? ResolveBase(string name)
-        {
-            if (checkpoint.Contains(name)) return name;
-            int dot = name.IndexOf('.');
-            return dot > 0 && checkpoint.Contains(name[(dot + 1)..]) ? name[(dot + 1)..] : null;
-        }
+        string? ResolveBase(string name) => BaseTensorNames.Resolve(checkpoint, name);
 
         InvalidDataException ShapeError(string key, long[] got, string baseName, long[] baseShape, string rule) =>
             new($"{adapterFile}: '{key}' has shape [{string.Join(", ", got)}] but '{baseName}' is [{string.Join(", ", baseShape)}]; {rule}.");

@@ -54,9 +54,12 @@ public static class ModuleWeights
         return checkpoint.Names.Where(n => !used.Contains(n)).Order(StringComparer.Ordinal).ToList();
     }
 
-    /// <summary>Writes the module's parameters and persistent buffers (adapters excluded) to one safetensors file.</summary>
-    public static void Save(nn.Module module, string path, ScalarType? dtype = null) =>
-        SafetensorsWriter.Write(path, StateDict(module, dtype), new Dictionary<string, string> { ["format"] = "pt" });
+    /// <summary>
+    /// Writes the module's parameters and persistent buffers (adapters excluded) to one safetensors file;
+    /// <paramref name="transform"/>, when given, supplies each tensor's saved value (see <see cref="SafetensorsWriter"/>).
+    /// </summary>
+    public static void Save(nn.Module module, string path, ScalarType? dtype = null, WeightTransform? transform = null) =>
+        SafetensorsWriter.Write(path, StateDict(module, dtype), transform, new Dictionary<string, string> { ["format"] = "pt" });
 
     /// <summary>The module's tensors without adapters, optionally converted to <paramref name="dtype"/> (floating point only).</summary>
     public static List<KeyValuePair<string, Tensor>> StateDict(nn.Module module, ScalarType? dtype = null) =>

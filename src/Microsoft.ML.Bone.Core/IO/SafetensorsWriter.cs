@@ -5,6 +5,9 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Bone.IO;
 
+/// <summary>The value to save for tensor <paramref name="name"/> in place of <paramref name="value"/> (same shape and dtype).</summary>
+public delegate Tensor WeightTransform(string name, Tensor value);
+
 /// <summary>Writes <c>.safetensors</c> files.</summary>
 public static class SafetensorsWriter
 {
@@ -14,18 +17,26 @@ public static class SafetensorsWriter
     /// data is ordered by element size (largest first), then by name, so every tensor starts at a multiple of its
     /// element size. The file is written to a temporary name and renamed into place.
     /// </summary>
-    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
+        Write(path, tensors, null, metadata);
+
+    /// <summary>
+    /// Writes <paramref name="tensors"/> with each one's bytes taken from <paramref name="transform"/>(name, tensor),
+    /// computed just before it is written and disposed right after, so a transformed copy of a whole model (e.g. with
+    /// adapters merged) never exists in memory at once. The transform must keep each tensor's shape and dtype.
+    /// </summary>
+    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, WeightTransform? transform, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = Checked(tensors);
         byte[] header = BuildHeader(list, metadata);
-        AtomicFile.Write(path, stream => WriteAll(stream, header, list));
+        AtomicFile.Write(path, stream => WriteAll(stream, header, list, transform));
     }
 
     /// <summary>Writes the same bytes as <see cref="Write(string, IEnumerable{KeyValuePair{string, Tensor}}, IReadOnlyDictionary{string, string}?)"/> to a stream.</summary>
     public static void Write(Stream stream, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = Checked(tensors);
-        WriteAll(stream, BuildHeader(list, metadata), list);
+        WriteAll(stream, BuildHeader(list, metadata), list, null);
     }
 
     private static List<KeyValuePair<string, Tensor>> Checked(IEnumerable<KeyValuePair<string, Tensor>> tensors)
@@ -41,13 +52,25 @@ public static class SafetensorsWriter
         return [.. list.OrderByDescending(p => SafetensorsDTypes.FromScalarType(p.Value.dtype).ElementSize()).ThenBy(p => p.Key, StringComparer.Ordinal)];
     }
 
-    private static void WriteAll(Stream stream, byte[] header, List<KeyValuePair<string, Tensor>> tensors)
+    private static void WriteAll(Stream stream, byte[] header, List<KeyValuePair<string, Tensor>> tensors, WeightTransform? transform)
     {
         Span<byte> length = stackalloc byte[8];
         BitConverter.TryWriteBytes(length, (ulong)header.Length);
         stream.Write(length);
         stream.Write(header);
-        foreach (var (_, tensor) in tensors) WriteData(stream, tensor);
+        foreach (var (name, tensor) in tensors)
+        {
+            if (transform is null)
+            {
+                WriteData(stream, tensor);
+                continue;
+            }
+            using var scope = NewDisposeScope();
+            Tensor value = transform(name, tensor);
+            if (value.dtype != tensor.dtype || !value.shape.SequenceEqual(tensor.shape))
+                throw new InvalidOperationException($"The transform of '{name}' changed it from {tensor.dtype} [{string.Join(", ", tensor.shape)}] to {value.dtype} [{string.Join(", ", value.shape)}].");
+            WriteData(stream, value);
+        }
     }
 
     private static byte[] BuildHeader(List<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata)

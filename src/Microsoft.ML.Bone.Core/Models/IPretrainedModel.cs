@@ -31,8 +31,11 @@ public interface IPretrainedModel : IDisposable
     /// <summary>The configuration in Hugging Face's <c>config.json</c> format.</summary>
     string ConfigJson();
 
-    /// <summary>Writes <c>config.json</c> and <c>model.safetensors</c> (HF names, adapters excluded) to <paramref name="directory"/>.</summary>
-    void SaveConfigAndWeights(string directory);
+    /// <summary>
+    /// Writes <c>config.json</c> and <c>model.safetensors</c> (HF names, adapters excluded) to <paramref name="directory"/>;
+    /// <paramref name="transform"/> supplies saved values tensor by tensor (e.g. merged weights, without changing the model).
+    /// </summary>
+    void SaveConfigAndWeights(string directory, IO.WeightTransform? transform = null);
 }
 
 /// <summary>Per-sequence state that generation carries from one step to the next (a key/value cache, a recurrent state).</summary>
@@ -76,8 +79,8 @@ public interface ISequenceClassifier : IPretrainedModel
     /// <summary>Logits [B, NumLabels] for ids [B, T] (int64) with attention mask [B, T] (1 = token, 0 = padding).</summary>
     Tensor Logits(Tensor inputIds, Tensor attentionMask);
 
-    /// <summary>Writes the merged model with <paramref name="labelNames"/> as config.json's <c>id2label</c>.</summary>
-    void SaveConfigAndWeights(string directory, IReadOnlyList<string>? labelNames);
+    /// <summary>Writes the model with <paramref name="labelNames"/> as config.json's <c>id2label</c>; see <see cref="IPretrainedModel.SaveConfigAndWeights"/>.</summary>
+    void SaveConfigAndWeights(string directory, IReadOnlyList<string>? labelNames, IO.WeightTransform? transform = null);
 }
 
 /// <summary>How a checkpoint is loaded.</summary>

@@ -32,7 +32,7 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
     public IReadOnlyList<TrainingProgress> TrainingHistory { get; }
 
     /// <summary>Trainable versus total parameters; null for full fine-tuning.</summary>
-    public AdapterParameterSummary? ParameterSummary => _model.Adapted?.Summary();
+    public AdapterParameterSummary? ParameterSummary => _model.Trained.ParameterSummary();
 
     /// <summary>Completions for <paramref name="prompts"/>, generated in one batch.</summary>
     public IReadOnlyList<string> Complete(IReadOnlyList<string> prompts) => _model.Complete(prompts);
@@ -43,8 +43,7 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
     /// <summary>Writes the adapter as a PEFT adapter directory (task CAUSAL_LM).</summary>
     public void ExportPeftAdapter(string directory)
     {
-        if (_model.Adapted is null) throw new InvalidOperationException("This model was fully fine-tuned; it has no adapter to export.");
-        PeftAdapterDirectory.Save(_model.Adapted, directory, _model.Record.Base.Path, "CAUSAL_LM");
+        _model.Trained.ExportPeft(directory, "CAUSAL_LM");
     }
 
     private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);

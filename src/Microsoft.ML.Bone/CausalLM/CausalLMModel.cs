@@ -13,12 +13,10 @@ internal sealed class CausalLMModel : IDisposable
     {
         Trained = model;
         Settings = model.Record.CausalLM ?? throw new InvalidDataException("model zip: this is not a causal language model.");
-        Tokenizer = OpenTokenizer(Model, model.Tokenizer);
+        Tokenizer = model.Use((m, _) => OpenTokenizer((ICausalLanguageModel)m, model.Tokenizer));
     }
 
     public FineTunedModel Trained { get; }
-    public ICausalLanguageModel Model => (ICausalLanguageModel)Trained.Model;
-    public AdapterModel? Adapted => Trained.Adapted;
     public ICausalTokenizer Tokenizer { get; }
     public CausalLMSettings Settings { get; }
     public SavedModel Record => Trained.Record;
@@ -46,10 +44,14 @@ internal sealed class CausalLMModel : IDisposable
     public string[] Complete(IReadOnlyList<string> prompts, Action<int, string>? onToken = null)
     {
         int[][] ids = prompts.Select(p => Tokenizer.Encode(Settings.Format(p), addBos: true)).ToArray();
-        var eos = new HashSet<int>(Model.EosTokenIds) { Tokenizer.EosId };
-        var generated = TextGeneration.Generate(Model, ids, Settings.Generation, eos, Tokenizer.PadId,
-            Settings.StopStrings.Length == 0 ? null : (_, tokens) => Settings.StopStrings.Any(Tokenizer.Decode(tokens).Contains),
-            onToken is null ? null : (row, token) => onToken(row, Tokenizer.Decode([token])));
+        var generated = Trained.Use((m, _) =>
+        {
+            var model = (ICausalLanguageModel)m;
+            var eos = new HashSet<int>(model.EosTokenIds) { Tokenizer.EosId };
+            return TextGeneration.Generate(model, ids, Settings.Generation, eos, Tokenizer.PadId,
+                Settings.StopStrings.Length == 0 ? null : (_, tokens) => Settings.StopStrings.Any(Tokenizer.Decode(tokens).Contains),
+                onToken is null ? null : (row, token) => onToken(row, Tokenizer.Decode([token])));
+        });
         return generated.Select(g => CutAtStop(Tokenizer.Decode(g))).ToArray();
     }
 
@@ -63,6 +65,10 @@ internal sealed class CausalLMModel : IDisposable
 
     /// <summary>Writes a Hugging Face model directory (config, merged weights, tokenizer files) that needs no adapter code.</summary>
     public void ExportMerged(string directory) => Trained.ExportMerged(directory, null);
+
+    /// <summary>Mean response loss and token count over <paramref name="examples"/>.</summary>
+    public (double Loss, long Tokens) Evaluate(IReadOnlyList<PromptResponse> examples) =>
+        Trained.Use((m, _) => CausalLanguageModeling.Evaluate((ICausalLanguageModel)m, examples, Tokenizer.PadId, Record.MaxSequenceLength, Record.BatchSize));
 
     public static CausalLMModel Load(object ctx, MlNetInternals.ModelVersion version) =>
         new(FineTunedModel.Load(ctx, version, (_, path, options) => ModelRegistry.LoadCausalLM(path, options)));

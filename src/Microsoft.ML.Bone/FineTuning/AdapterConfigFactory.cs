@@ -14,7 +14,8 @@ internal static class AdapterConfigFactory
         int rank = options.EffectiveRank;
         AdapterConfig? config = options.Adapter switch
         {
-            AdapterKind.Bone => new BoneConfig { R = rank },
+            AdapterKind.Bone => new BoneConfig { R = rank, Dropout = options.AdapterDropout },
+            AdapterKind.MissMini => new BoneConfig { R = rank, Variant = BoneVariant.Mini, MiniR = options.MiniR > 0 ? options.MiniR : 1, Dropout = options.AdapterDropout },
             AdapterKind.Bat => new BoneConfig { R = rank, Variant = BoneVariant.Bat, GradientCheckpointing = options.GradientCheckpointing },
             AdapterKind.Lora => Lora(options, LoraInit.Default),
             AdapterKind.PiSSA => Lora(options, LoraInit.PiSSA),
@@ -34,6 +35,7 @@ internal static class AdapterConfigFactory
         Alpha = options.EffectiveAlpha,
         UseRsLora = options.UseRsLora,
         Init = init,
+        Dropout = options.AdapterDropout,
         PissaIterations = init == LoraInit.PiSSA ? options.PissaIterations : 0,
     };
 }

@@ -19,7 +19,7 @@ internal static class AdaptedModelState
     {
         var tensors = adapted.PeftStateDict().Select(p => new KeyValuePair<string, Tensor>(p.Key, p.Value.detach())).ToList();
         foreach (var (path, layer) in adapted.AdaptedLayers)
-            if (layer.Adapter is LoraLayer { InitialFactors: { } initial })
+            if (adapted.AdapterOf(layer) is LoraLayer { InitialFactors: { } initial })
             {
                 tensors.Add(new(InitialPrefix + path + ".lora_A.weight", initial.A));
                 tensors.Add(new(InitialPrefix + path + ".lora_B.weight", initial.B));
@@ -44,7 +44,7 @@ internal static class AdaptedModelState
                 string a = InitialPrefix + path + ".lora_A.weight", b = InitialPrefix + path + ".lora_B.weight";
                 if (!tensors.TryGetValue(a, out Tensor? initialA) || !tensors.TryGetValue(b, out Tensor? initialB))
                     throw new InvalidDataException($"{source}: the initial factors of '{path}' are missing.");
-                ((LoraLayer)layer.Adapter!).RestoreInitialFactors(layer, initialA, initialB, applyResidual: !baseIsResidual);
+                ((LoraLayer)adapted.AdapterOf(layer)).RestoreInitialFactors(layer, initialA, initialB, applyResidual: !baseIsResidual);
             }
         }
         return adapted;

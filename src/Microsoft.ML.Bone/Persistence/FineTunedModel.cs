@@ -1,4 +1,5 @@
 using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Adapters.Lora;
 using Microsoft.ML.Bone.IO;
 using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Tokenization;
@@ -17,21 +18,45 @@ internal sealed class FineTunedModel : IDisposable
     private const string BaseWeightsEntry = "BaseWeights.safetensors";
     private const string TokenizerEntryPrefix = "Tokenizer.";
 
+    private readonly SharedBaseModel _base;
+    private readonly string? _adapterName;
+    private int _disposed;
+
+    /// <summary>A model that owns its base (a freshly fitted one).</summary>
     public FineTunedModel(IPretrainedModel model, AdapterModel? adapted, TokenizerFiles tokenizer, SavedModel record)
+        : this(SharedBaseModel.Private(model, adapted), adapted?.ActiveAdapter, tokenizer, record)
     {
-        Model = model;
-        Adapted = adapted;
+    }
+
+    private FineTunedModel(SharedBaseModel sharedBase, string? adapterName, TokenizerFiles tokenizer, SavedModel record)
+    {
+        _base = sharedBase;
+        _adapterName = adapterName;
         Tokenizer = tokenizer;
         Record = record;
     }
 
-    public IPretrainedModel Model { get; }
-    public AdapterModel? Adapted { get; }
     public TokenizerFiles Tokenizer { get; }
     public SavedModel Record { get; }
 
+    /// <summary>The base this model runs on (shared with other models loaded from zips of the same base).</summary>
+    internal SharedBaseModel Base => _base;
+
+    /// <summary>
+    /// Runs <paramref name="body"/> with the model and its adapter (null for full fine-tuning) made active, under
+    /// the base's lock. Every use of the model goes through here, as other models may share its base.
+    /// </summary>
+    public T Use<T>(Func<IPretrainedModel, AdapterModel?, T> body)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return _base.Use(_adapterName, body);
+    }
+
+    /// <inheritdoc cref="Use{T}"/>
+    public void Use(Action<IPretrainedModel, AdapterModel?> body) => Use<object?>((m, a) => { body(m, a); return null; });
+
     /// <summary>Writes the record, the tokenizer, the adapter and (when embedded) the base into the model's zip directory.</summary>
-    public void Save(ModelSaveContext ctx, MlNetInternals.ModelVersion version)
+    public void Save(ModelSaveContext ctx, MlNetInternals.ModelVersion version) => Use((model, adapted) =>
     {
         BinaryWriter writer = MlNetInternals.BeginSave(ctx, version);
         writer.Write(Record.ToJson());
@@ -43,11 +68,11 @@ internal sealed class FineTunedModel : IDisposable
         }
         if (Record.Base.Embedded)
         {
-            MlNetInternals.SaveBinaryStream(ctx, BaseConfigEntry, w => w.Write(System.Text.Encoding.UTF8.GetBytes(Model.ConfigJson())));
-            ZipTensors.Save(ctx, BaseWeightsEntry, ModuleWeights.StateDict(Model.Module));
+            MlNetInternals.SaveBinaryStream(ctx, BaseConfigEntry, w => w.Write(System.Text.Encoding.UTF8.GetBytes(model.ConfigJson())));
+            ZipTensors.Save(ctx, BaseWeightsEntry, ModuleWeights.StateDict(model.Module));
         }
-        if (Adapted is not null) ZipTensors.Save(ctx, AdapterEntry, AdaptedModelState.Collect(Adapted));
-    }
+        if (adapted is not null) ZipTensors.Save(ctx, AdapterEntry, AdaptedModelState.Collect(adapted));
+    });
 
     /// <summary>
     /// Rebuilds a model saved by <see cref="Save"/>. <paramref name="loadBase"/> loads a checkpoint folder of the
@@ -62,13 +87,89 @@ internal sealed class FineTunedModel : IDisposable
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         for (int i = 0; i < count; i++)
         {
-            string name = reader.ReadString();
-            files[name] = ZipTensors.LoadBytes(ctx, TokenizerEntryPrefix + name);
+            string file = reader.ReadString();
+            files[file] = ZipTensors.LoadBytes(ctx, TokenizerEntryPrefix + file);
         }
         var tokenizer = new TokenizerFiles(files, "model zip");
         var load = new ModelLoadOptions { DType = record.Base.DType.ToScalarType() };
 
-        IPretrainedModel model;
+        AdapterConfig? config = record.AdapterConfigJson is null ? null : PeftAdapterConfig.Parse(record.AdapterConfigJson, "model zip").Config;
+        // A base is shared when it is the files on disk unchanged: not embedded (full fine-tuning embeds its trained
+        // weights) and not rewritten by the adapter (PiSSA / OLoRA keep a residual base).
+        bool shareable = !record.Base.Embedded && config is not null && config is not LoraConfig { MutatesBaseWeights: true };
+        if (!shareable)
+        {
+            IPretrainedModel model = LoadPrivateBase(ctx, record, loadBase, load, out record);
+            try
+            {
+                AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model.Module, record.AdapterConfigJson, baseIsResidual: record.Base.Embedded);
+                model.Module.eval();
+                return new FineTunedModel(model, adapted, tokenizer, record);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+
+        string path = Path.GetFullPath(BoneLoaders.BaseModelPath ?? record.Base.Path);
+        record = record with { Base = record.Base with { Path = path } };
+        SharedBaseModel shared = SharedBaseModel.Acquire(SharingKey(record), () => LoadCheckedBase(record, path, loadBase, load));
+        string name = SharedBaseModel.NewAdapterName();
+        try
+        {
+            Dictionary<string, TorchSharp.torch.Tensor> tensors = ZipTensors.Load(ctx, AdapterEntry);
+            try
+            {
+                shared.AddAdapter(existing =>
+                {
+                    AdapterModel adapted;
+                    if (existing is null) adapted = AdapterModel.Inject(shared.Model.Module, config!, name: name);
+                    else
+                    {
+                        existing.AddAdapter(name, config!);
+                        adapted = existing;
+                    }
+                    try { adapted.LoadPeftStateDict(tensors, AdapterEntry, name); }
+                    catch
+                    {
+                        if (existing is not null) existing.DeleteAdapter(name);
+                        throw;
+                    }
+                    shared.Model.Module.eval();
+                    return adapted;
+                });
+            }
+            finally { foreach (var t in tensors.Values) t.Dispose(); }
+        }
+        catch
+        {
+            shared.Release(null);
+            throw;
+        }
+        return new FineTunedModel(shared, name, tokenizer, record);
+    }
+
+    // What makes two zips' bases interchangeable: the same files (by content), the same precision and the same head.
+    private static string SharingKey(SavedModel record) => string.Join("|",
+        record.Base.Architecture, record.Base.Path, record.Base.DType, record.TextClassification is { } tc ? $"labels={(tc.IsRegression ? 1 : tc.LabelNames!.Length)}" : "causal",
+        string.Join(",", record.Base.Files.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => $"{f.Key}:{f.Value.Sha256}")));
+
+    private static IPretrainedModel LoadCheckedBase(SavedModel record, string path, Func<SavedModel, string, ModelLoadOptions, IPretrainedModel> loadBase, ModelLoadOptions load)
+    {
+        BaseModelIdentity.CheckSizes(path, record.Base.Files);
+        var fingerprint = new WeightFingerprint();
+        IPretrainedModel model = loadBase(record, path, load with { Fingerprint = fingerprint });
+        try { BaseModelIdentity.CheckDigests(path, record.Base.Files, fingerprint); }
+        catch { model.Dispose(); throw; }
+        model.Module.eval();
+        return model;
+    }
+
+    private static IPretrainedModel LoadPrivateBase(object ctx, SavedModel record, Func<SavedModel, string, ModelLoadOptions, IPretrainedModel> loadBase, ModelLoadOptions load, out SavedModel updated)
+    {
+        updated = record;
         if (record.Base.Embedded)
         {
             string temp = Directory.CreateTempSubdirectory("bone-load-").FullName;
@@ -76,50 +177,46 @@ internal sealed class FineTunedModel : IDisposable
             {
                 ZipTensors.LoadFile(ctx, BaseConfigEntry, Path.Combine(temp, "config.json"));
                 ZipTensors.LoadFile(ctx, BaseWeightsEntry, Path.Combine(temp, SafetensorsCheckpoint.SingleFileName));
-                model = loadBase(record, temp, load);
+                return loadBase(record, temp, load);
             }
             finally { Directory.Delete(temp, recursive: true); }
         }
-        else
-        {
-            string path = BoneLoaders.BaseModelPath ?? record.Base.Path;
-            BaseModelIdentity.CheckSizes(path, record.Base.Files);
-            var fingerprint = new WeightFingerprint();
-            model = loadBase(record, path, load with { Fingerprint = fingerprint });
-            try { BaseModelIdentity.CheckDigests(path, record.Base.Files, fingerprint); }
-            catch { model.Dispose(); throw; }
-            record = record with { Base = record.Base with { Path = Path.GetFullPath(path) } };
-        }
-        try
-        {
-            AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model.Module, record.AdapterConfigJson, baseIsResidual: record.Base.Embedded);
-            model.Module.eval();
-            return new FineTunedModel(model, adapted, tokenizer, record);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        string path = Path.GetFullPath(BoneLoaders.BaseModelPath ?? record.Base.Path);
+        updated = record with { Base = record.Base with { Path = path } };
+        return LoadCheckedBase(updated, path, loadBase, load);
     }
 
     /// <summary>
-    /// Writes a Hugging Face model directory with the adapter merged into the weights (checked for NaN / infinity first),
-    /// the tokenizer's files, and for classifiers <paramref name="labelNames"/> as id2label. The adapter is unmerged again.
+    /// Writes a Hugging Face model directory with the adapter merged into the weights (checked for NaN / infinity),
+    /// the tokenizer's files, and for classifiers <paramref name="labelNames"/> as id2label. The merged values are
+    /// computed tensor by tensor while writing; the model itself is not changed.
     /// </summary>
     public void ExportMerged(string directory, IReadOnlyList<string>? labelNames)
     {
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
             throw new IOException($"{directory}: output directory exists and is not empty.");
-        Adapted?.Merge(safe: true);
-        try
+        Use((model, adapted) =>
         {
-            if (Model is ISequenceClassifier classifier) classifier.SaveConfigAndWeights(directory, labelNames);
-            else Model.SaveConfigAndWeights(directory);
-            foreach (var (file, bytes) in Tokenizer.Files) IO.AtomicFile.Write(Path.Combine(directory, file), s => s.Write(bytes));
-        }
-        finally { Adapted?.Unmerge(); }
+            WeightTransform? merge = adapted?.MergedWeightTransform(safe: true);
+            if (model is ISequenceClassifier classifier) classifier.SaveConfigAndWeights(directory, labelNames, merge);
+            else model.SaveConfigAndWeights(directory, merge);
+        });
+        foreach (var (file, bytes) in Tokenizer.Files) AtomicFile.Write(Path.Combine(directory, file), s => s.Write(bytes));
     }
 
-    public void Dispose() => Model.Dispose();
+    /// <summary>Writes the adapter as a PEFT adapter directory (MISS for the Bone family, LORA for the LoRA family).</summary>
+    public void ExportPeft(string directory, string taskType) => Use((_, adapted) =>
+    {
+        if (adapted is null) throw new InvalidOperationException("This model was fully fine-tuned; it has no adapter to export (use ExportMergedModel).");
+        PeftAdapterDirectory.Save(adapted, directory, Record.Base.Path, taskType);
+    });
+
+    /// <summary>Trainable and total parameters of the adapter, or null for full fine-tuning.</summary>
+    public AdapterParameterSummary? ParameterSummary() => Use((_, adapted) => adapted?.Summary());
+
+    /// <summary>Releases this model's hold on its base (and its adapter); the base goes when its last model does.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) _base.Release(_adapterName);
+    }
 }

@@ -28,11 +28,13 @@ public sealed class BoneTextClassificationTransformer : ScoringTransformer
         TrainingHistory = history;
     }
 
+    internal TextClassificationModel Model => _model;
+
     /// <summary>Progress reports of the training run (empty for a loaded model).</summary>
     public IReadOnlyList<TrainingProgress> TrainingHistory { get; }
 
     /// <summary>Trainable versus total parameters; null for full fine-tuning.</summary>
-    public AdapterParameterSummary? ParameterSummary => _model.Adapted?.Summary();
+    public AdapterParameterSummary? ParameterSummary => _model.Trained.ParameterSummary();
 
     /// <summary>The adapter method used.</summary>
     public AdapterKind Adapter => _model.Record.Adapter;

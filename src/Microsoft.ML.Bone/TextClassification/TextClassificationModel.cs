@@ -2,6 +2,7 @@ using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.Data;
 using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Persistence;
+using Microsoft.ML.Bone.Tasks;
 using Microsoft.ML.Bone.Tokenization;
 
 namespace Microsoft.ML.Bone;
@@ -18,8 +19,6 @@ internal sealed class TextClassificationModel : IDisposable
     }
 
     public FineTunedModel Trained { get; }
-    public ISequenceClassifier Model => (ISequenceClassifier)Trained.Model;
-    public AdapterModel? Adapted => Trained.Adapted;
     public RobertaTokenizer Tokenizer { get; }
     public TextClassificationSettings Settings { get; }
     public SavedModel Record => Trained.Record;
@@ -47,11 +46,11 @@ internal sealed class TextClassificationModel : IDisposable
     public void ExportMerged(string directory) => Trained.ExportMerged(directory, Labels?.Names);
 
     /// <summary>Writes the adapter (and the trained head) as a PEFT adapter directory.</summary>
-    public void ExportPeft(string directory)
-    {
-        if (Adapted is null) throw new InvalidOperationException("This model was fully fine-tuned; it has no adapter to export (use ExportMergedModel).");
-        PeftAdapterDirectory.Save(Adapted, directory, Record.Base.Path, "SEQ_CLS");
-    }
+    public void ExportPeft(string directory) => Trained.ExportPeft(directory, "SEQ_CLS");
+
+    /// <summary>Class probabilities (or the regression value) per token sequence, in batches.</summary>
+    public float[][] Predict(int[][] sequences) =>
+        Trained.Use((m, _) => SequenceClassification.Predict((ISequenceClassifier)m, sequences, Tokenizer.PadId, Record.BatchSize, softmax: !Settings.IsRegression));
 
     public void Dispose() => Trained.Dispose();
 }

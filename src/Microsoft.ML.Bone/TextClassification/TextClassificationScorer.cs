@@ -46,7 +46,7 @@ internal sealed class TextClassificationScorer : IRowScorer
         var spec = _model.Settings;
         int[][] sequences = inputs.Cast<(string First, string? Second)>()
             .Select(p => _model.Tokenizer.Encode(p.First, p.Second, _model.Record.MaxSequenceLength)).ToArray();
-        float[][] outputs = SequenceClassification.Predict(_model.Model, sequences, _model.Tokenizer.PadId, _model.Record.BatchSize, softmax: !spec.IsRegression);
+        float[][] outputs = _model.Predict(sequences);
         return outputs.Select(o => spec.IsRegression
             ? new object[] { o[0] }
             : new object[] { o, (uint)(Array.IndexOf(o, o.Max()) + 1) }).ToArray();

@@ -28,4 +28,18 @@ public static class BoneMath
         long chunks = (inFeatures + r - 1) / r;
         return bone.t().repeat(1, chunks).narrow(1, 0, inFeatures);
     }
+
+    /// <summary>
+    /// The exact LoRA form of a Bone block: ΔW[o, k] = bone[k mod r, o] = Σ_c B[o, c]·A[c, k] with the one-hot
+    /// A[c, k] = 1 iff k mod r = c ([r, inFeatures]; the padded tail of the last chunk simply has no columns) and
+    /// B = boneᵀ ([out, r]). With LoRA's scale 1 (alpha = r) the two adapters compute the same function.
+    /// </summary>
+    public static (Tensor A, Tensor B) LoraFactors(Tensor bone, long inFeatures)
+    {
+        long r = bone.shape[0];
+        using var scope = NewDisposeScope();
+        Tensor columns = arange(inFeatures, dtype: ScalarType.Int64, device: bone.device).remainder(r);
+        Tensor a = columns.unsqueeze(0).eq(arange(r, dtype: ScalarType.Int64, device: bone.device).unsqueeze(1)).to(bone.dtype);
+        return (a.MoveToOuterDisposeScope(), bone.t().contiguous().MoveToOuterDisposeScope());
+    }
 }

@@ -122,11 +122,11 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguag
     }
 
     /// <inheritdoc/>
-    public void SaveConfigAndWeights(string directory)
+    public void SaveConfigAndWeights(string directory, WeightTransform? transform = null)
     {
         Directory.CreateDirectory(directory);
         AtomicFile.Write(Path.Combine(directory, "config.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(Config.ToJson())));
-        ModuleWeights.Save(this, Path.Combine(directory, SafetensorsCheckpoint.SingleFileName));
+        ModuleWeights.Save(this, Path.Combine(directory, SafetensorsCheckpoint.SingleFileName), transform: transform);
     }
 }
 

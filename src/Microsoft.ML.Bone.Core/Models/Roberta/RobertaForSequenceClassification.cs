@@ -130,16 +130,16 @@ public sealed class RobertaForSequenceClassification : nn.Module<Tensor, Tensor,
     public string ConfigJson() => Config.ToJson();
 
     /// <inheritdoc/>
-    public void SaveConfigAndWeights(string directory) => SaveConfigAndWeights(directory, null);
+    public void SaveConfigAndWeights(string directory, WeightTransform? transform = null) => SaveConfigAndWeights(directory, null, transform);
 
     /// <inheritdoc/>
-    public void SaveConfigAndWeights(string directory, IReadOnlyList<string>? labelNames)
+    public void SaveConfigAndWeights(string directory, IReadOnlyList<string>? labelNames, WeightTransform? transform = null)
     {
         if (labelNames is not null && labelNames.Count != NumLabels) throw new ArgumentException($"{labelNames.Count} label names for {NumLabels} outputs.", nameof(labelNames));
         RobertaConfig config = labelNames is null ? Config : Config with { Labels = [.. labelNames] };
         Directory.CreateDirectory(directory);
         AtomicFile.Write(Path.Combine(directory, "config.json"), s => s.Write(System.Text.Encoding.UTF8.GetBytes(config.ToJson())));
-        ModuleWeights.Save(this, Path.Combine(directory, SafetensorsCheckpoint.SingleFileName));
+        ModuleWeights.Save(this, Path.Combine(directory, SafetensorsCheckpoint.SingleFileName), transform: transform);
     }
 
     // Checkpoints converted from TensorFlow name LayerNorm parameters gamma / beta.
