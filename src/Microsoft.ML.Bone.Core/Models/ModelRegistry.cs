@@ -1,5 +1,6 @@
 using Microsoft.ML.Bone.Models.Llama;
 using Microsoft.ML.Bone.Models.Roberta;
+using Microsoft.ML.Bone.Models.Rwkv6;
 
 namespace Microsoft.ML.Bone.Models;
 
@@ -27,6 +28,9 @@ public static class ModelRegistry
     {
         foreach (string type in LlamaConfig.ModelTypes) Register(new CausalLMArchitecture(type, (dir, o) => LlamaForCausalLM.FromPretrained(dir, o)));
         Register(new CausalLMArchitecture("llama2.c", (file, o) => Llama2cCheckpoint.Load(file, o), Llama2cCheckpoint.IsLlama2cFile));
+        Register(new CausalLMArchitecture(Rwkv6Config.ModelType, (dir, o) => Rwkv6Checkpoint.Load(dir, o)));
+        Register(new CausalLMArchitecture(Rwkv6Checkpoint.PthKind, (file, o) => Rwkv6Checkpoint.Load(file, o), Rwkv6Checkpoint.IsRwkv6Pth));
+        Register(new CausalLMArchitecture(Rwkv6Checkpoint.RwkvCppKind, (file, o) => Rwkv6Checkpoint.Load(file, o), Rwkv6Checkpoint.IsRwkv6Cpp));
         Register(new SequenceClassifierArchitecture("roberta", (dir, labels, o) => RobertaForSequenceClassification.FromPretrained(dir, labels, o)));
     }
 
