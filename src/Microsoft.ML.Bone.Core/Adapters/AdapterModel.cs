@@ -263,6 +263,13 @@ public sealed class AdapterModel
     private static Entry Create(nn.Module model, AdapterConfig config, Generator? random, string name)
     {
         config.Validate();
+        if (config is StateTuning.StateTuningConfig)
+        {
+            if (model is not StateTuning.IStateTunableModel tunable)
+                throw new ArgumentException($"State tuning needs a recurrent model with a trainable initial state (RWKV-6); {model.GetType().Name} has none.", nameof(config));
+            var state = new HashSet<IntPtr>(tunable.EnableStateTuning().Select(p => p.Handle));
+            return new Entry(config, [], model.named_parameters().Where(p => state.Contains(p.parameter.Handle)).Select(p => new KeyValuePair<string, Parameter>(p.name, p.parameter)).ToList());
+        }
         var layers = new List<KeyValuePair<string, AdaptableLinear>>();
         var unsupported = new List<string>();
         foreach (var (path, module) in model.named_modules())

@@ -40,6 +40,12 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
     /// </summary>
     public string ToJson()
     {
+        if (Config is StateTuning.StateTuningConfig)
+        {
+            // Not a Hugging Face PEFT type: only what this library needs to restore it.
+            var state = new JsonObject { ["base_model_name_or_path"] = BaseModelNameOrPath, ["peft_type"] = StateTuning.StateTuningConfig.Type, ["task_type"] = TaskType };
+            return state.ToJsonString(new JsonSerializerOptions { WriteIndented = true, IndentSize = 2 });
+        }
         var o = new SortedDictionary<string, JsonNode?>(StringComparer.Ordinal)
         {
             ["auto_mapping"] = null,
@@ -116,6 +122,8 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
 
         var reader = new FieldReader(o, source);
         string peftType = reader.String("peft_type") ?? throw reader.Error("peft_type", "is missing");
+        if (peftType == StateTuning.StateTuningConfig.Type)
+            return new PeftAdapterConfig(new StateTuning.StateTuningConfig(), reader.String("task_type"), reader.String("base_model_name_or_path"));
         string bias = reader.String("bias") ?? "none";
         if (bias != "none") throw reader.Error("bias", $"is \"{bias}\"; only \"none\" is supported (trained biases are not part of PEFT Bone files)");
         int r = reader.Int("r") ?? throw reader.Error("r", "is missing");
@@ -124,7 +132,7 @@ public sealed record PeftAdapterConfig(AdapterConfig Config, string? TaskType = 
         {
             "BONE" or "MISS" => ReadBone(reader, r, peftType),
             "LORA" => ReadLora(reader, r),
-            _ => throw reader.Error("peft_type", $"is \"{peftType}\"; supported: BONE, MISS, LORA"),
+            _ => throw reader.Error("peft_type", $"is \"{peftType}\"; supported: BONE, MISS, LORA, {StateTuning.StateTuningConfig.Type}"),
         };
 
         switch (o["target_modules"])

@@ -13,7 +13,7 @@ namespace Microsoft.ML.Bone.Models.Rwkv6;
 // each block are AdaptableLinear layers, adapted by PEFT module names (attention.key, feed_forward.value, …).
 
 /// <summary>RWKV-6 with its language-model head.</summary>
-public sealed class Rwkv6ForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel
+public sealed class Rwkv6ForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguageModel, Adapters.StateTuning.IStateTunableModel
 {
     /// <summary>Embeddings, blocks and the final LayerNorm.</summary>
     public readonly Rwkv6Model rwkv;
