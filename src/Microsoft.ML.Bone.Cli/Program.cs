@@ -5,6 +5,7 @@ var root = new RootCommand("bone: Bone / Bat / MiSS / LoRA adapters for Hugging 
 {
     MergeCommand.Create(),
     ConvertCommand.Create(),
+    ParamsCommand.Create(),
     DemoCommand.Create(),
     LogitsCommand.Create(),
     ClassifyCommand.Create(),

@@ -20,4 +20,9 @@ public enum AdapterKind
     OLoRA,
     /// <summary>No adapter: every parameter trains (the full fine-tuning baseline).</summary>
     FullFineTuning,
+    /// <summary>
+    /// RWKV-PEFT's state tuning (RWKV-6 only): no layer is adapted; the initial WKV state of every layer and head
+    /// trains, and every sequence starts from it.
+    /// </summary>
+    StateTuning,
 }

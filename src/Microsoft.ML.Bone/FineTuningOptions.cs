@@ -52,7 +52,7 @@ public abstract class FineTuningOptions
     /// <summary>Module names that get adapters (PEFT suffix match); null = the model's defaults.</summary>
     public string[]? TargetModules;
 
-    /// <summary>Peak learning rate. 0 = 2e-4 for Bone/Bat, 4e-4 for LoRA/PiSSA/OLoRA, 2e-5 for full fine-tuning.</summary>
+    /// <summary>Peak learning rate. 0 = 2e-4 for the Bone family, 4e-4 for LoRA/PiSSA/OLoRA, 2e-5 for full fine-tuning, 0.1 for state tuning (RWKV-PEFT uses large rates there).</summary>
     public double LearningRate;
 
     /// <summary>Examples per batch. Default 16.</summary>
@@ -137,8 +137,9 @@ public abstract class FineTuningOptions
         NotNegative(nameof(MiniR), MiniR, "0 means 1");
         if (MiniR > 0 && Adapter != AdapterKind.MissMini) throw new ArgumentException($"MiniR applies to Adapter = MissMini only, not {Adapter}.", nameof(MiniR));
         if (AdapterDropout is < 0 or >= 1 || double.IsNaN(AdapterDropout)) throw new ArgumentOutOfRangeException(nameof(AdapterDropout), AdapterDropout, "AdapterDropout must be in [0, 1).");
-        if (AdapterDropout > 0 && Adapter is AdapterKind.Bat or AdapterKind.FullFineTuning) throw new ArgumentException($"AdapterDropout has no meaning for {Adapter} (PEFT's Bat has no adapter-input path to drop).", nameof(AdapterDropout));
+        if (AdapterDropout > 0 && Adapter is AdapterKind.Bat or AdapterKind.FullFineTuning or AdapterKind.StateTuning) throw new ArgumentException($"AdapterDropout has no meaning for {Adapter} (PEFT's Bat has no adapter-input path to drop).", nameof(AdapterDropout));
         if (TargetModules is { } targets && targets.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("TargetModules has an empty name.", nameof(TargetModules));
+        if (TargetModules is { Length: > 0 } && Adapter == AdapterKind.StateTuning) throw new ArgumentException("TargetModules has no meaning for StateTuning (it trains the initial state, no layer).", nameof(TargetModules));
         if (TargetModules is { Length: > 0 } && Adapter == AdapterKind.FullFineTuning) throw new ArgumentException("TargetModules has no meaning for FullFineTuning (every parameter trains).", nameof(TargetModules));
     }
 
@@ -168,6 +169,7 @@ public abstract class FineTuningOptions
     {
         AdapterKind.Bone or AdapterKind.Bat or AdapterKind.MissMini => 2e-4,
         AdapterKind.FullFineTuning => 2e-5,
+        AdapterKind.StateTuning => 1e-1,
         _ => 4e-4,
     };
 }

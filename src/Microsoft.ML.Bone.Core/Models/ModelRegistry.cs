@@ -8,7 +8,8 @@ namespace Microsoft.ML.Bone.Models;
 /// <param name="Name">config.json's <c>model_type</c>, or a file kind such as <c>llama2.c</c>.</param>
 /// <param name="Load">Loads a checkpoint directory (or file) with the given options.</param>
 /// <param name="RecognizesFile">For single-file formats: true when a file is of this kind; null for config.json architectures.</param>
-public sealed record CausalLMArchitecture(string Name, Func<string, ModelLoadOptions, ICausalLanguageModel> Load, Func<string, bool>? RecognizesFile = null);
+/// <param name="Shapes">Builds the model on the meta device from the config and tensor headers alone (no weights read), for parameter counts.</param>
+public sealed record CausalLMArchitecture(string Name, Func<string, ModelLoadOptions, ICausalLanguageModel> Load, Func<string, bool>? RecognizesFile = null, Func<string, IPretrainedModel>? Shapes = null);
 
 /// <summary>An encoder-with-head architecture: the <c>model_type</c> it answers to and how to load it with a number of labels.</summary>
 public sealed record SequenceClassifierArchitecture(string Name, Func<string, int?, ModelLoadOptions, ISequenceClassifier> Load);
@@ -26,11 +27,12 @@ public static class ModelRegistry
 
     static ModelRegistry()
     {
-        foreach (string type in LlamaConfig.ModelTypes) Register(new CausalLMArchitecture(type, (dir, o) => LlamaForCausalLM.FromPretrained(dir, o)));
+        foreach (string type in LlamaConfig.ModelTypes)
+            Register(new CausalLMArchitecture(type, (dir, o) => LlamaForCausalLM.FromPretrained(dir, o), Shapes: dir => new LlamaForCausalLM(LlamaConfig.Load(dir), Nn.ParameterPlacement.ShapesOnly())));
         Register(new CausalLMArchitecture("llama2.c", (file, o) => Llama2cCheckpoint.Load(file, o), Llama2cCheckpoint.IsLlama2cFile));
-        Register(new CausalLMArchitecture(Rwkv6Config.ModelType, (dir, o) => Rwkv6Checkpoint.Load(dir, o)));
-        Register(new CausalLMArchitecture(Rwkv6Checkpoint.PthKind, (file, o) => Rwkv6Checkpoint.Load(file, o), Rwkv6Checkpoint.IsRwkv6Pth));
-        Register(new CausalLMArchitecture(Rwkv6Checkpoint.RwkvCppKind, (file, o) => Rwkv6Checkpoint.Load(file, o), Rwkv6Checkpoint.IsRwkv6Cpp));
+        Register(new CausalLMArchitecture(Rwkv6Config.ModelType, (dir, o) => Rwkv6Checkpoint.Load(dir, o), Shapes: Rwkv6Checkpoint.Shapes));
+        Register(new CausalLMArchitecture(Rwkv6Checkpoint.PthKind, (file, o) => Rwkv6Checkpoint.Load(file, o), Rwkv6Checkpoint.IsRwkv6Pth, Rwkv6Checkpoint.Shapes));
+        Register(new CausalLMArchitecture(Rwkv6Checkpoint.RwkvCppKind, (file, o) => Rwkv6Checkpoint.Load(file, o), Rwkv6Checkpoint.IsRwkv6Cpp, Rwkv6Checkpoint.Shapes));
         Register(new SequenceClassifierArchitecture("roberta", (dir, labels, o) => RobertaForSequenceClassification.FromPretrained(dir, labels, o)));
     }
 
@@ -96,6 +98,19 @@ public static class ModelRegistry
         lock (Gate)
             architecture = Classifiers.FirstOrDefault(a => a.Name == name) ?? throw Unsupported(path, name, "a sequence classifier");
         return architecture.Load(path, numLabels, options ?? ModelLoadOptions.Default);
+    }
+
+    /// <summary>
+    /// The decoder at <paramref name="path"/> built on the meta device from its config and tensor headers only: shapes
+    /// and parameter counts of a 7B model without reading (or allocating) its weights.
+    /// </summary>
+    public static IPretrainedModel LoadShapes(string path)
+    {
+        string name = ArchitectureOf(path);
+        CausalLMArchitecture architecture;
+        lock (Gate)
+            architecture = CausalLMs.FirstOrDefault(a => a.Name == name) ?? throw Unsupported(path, name, "a causal language model");
+        return architecture.Shapes?.Invoke(path) ?? throw new NotSupportedException($"{path}: {name} models cannot be built from shapes alone.");
     }
 
     /// <summary>Loads whatever <paramref name="path"/> holds: a decoder or a sequence classifier.</summary>

@@ -21,9 +21,11 @@ internal static class AdapterConfigFactory
             AdapterKind.PiSSA => Lora(options, LoraInit.PiSSA),
             AdapterKind.OLoRA => Lora(options, LoraInit.OLoRA),
             AdapterKind.FullFineTuning => null,
+            AdapterKind.StateTuning => new Adapters.StateTuning.StateTuningConfig { ModulesToSave = [] },
             _ => throw new ArgumentOutOfRangeException(nameof(options.Adapter), options.Adapter, "unknown adapter"),
         };
         if (config is null) return null;
+        if (config is Adapters.StateTuning.StateTuningConfig) return config;   // trains the initial state, nothing else
         config.TargetModules = targets;
         config.ModulesToSave = modulesToSave;
         return config;

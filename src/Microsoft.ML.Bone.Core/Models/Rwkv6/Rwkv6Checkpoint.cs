@@ -71,6 +71,28 @@ public static class Rwkv6Checkpoint
         }
     }
 
+    /// <summary>The model of <paramref name="path"/> on the meta device, from its config / tensor headers only (parameter counts).</summary>
+    public static Rwkv6ForCausalLM Shapes(string path)
+    {
+        Rwkv6Config config;
+        if (Directory.Exists(path))
+        {
+            using var checkpoint = SafetensorsCheckpoint.Open(path);
+            config = Rwkv6Config.FromHf(HfConfig.Load(path), blink => checkpoint.Contains(ToHf(blink)) ? checkpoint.Entry(ToHf(blink)).Shape : null, checkpoint.Description);
+        }
+        else if (RwkvCppFile.IsRwkvCppFile(path))
+        {
+            using var file = RwkvCppFile.Open(path);
+            config = Rwkv6Config.FromShapes(file.Shape, path);
+        }
+        else
+        {
+            using var pth = PthFile.Open(path);
+            config = Rwkv6Config.FromShapes(blink => pth.Contains(blink) ? pth[blink].Shape : null, path);
+        }
+        return new Rwkv6ForCausalLM(config, ParameterPlacement.ShapesOnly());
+    }
+
     /// <summary>BlinkDL name → Hugging Face RWKV6 name (convert_rwkv6_checkpoint_to_hf.py's renaming).</summary>
     public static string ToHf(string blink)
     {
