@@ -23,13 +23,47 @@ public sealed class Rwkv6Tests
         return logits;
     }
 
-    public static IEnumerable<object[]> Formats => [["hf"], ["rwkv.cpp"]];
+    public static IEnumerable<object[]> Formats => [["hf"], ["rwkv.cpp"], ["rwkv.cpp FP16"]];
+
+    private static readonly Lazy<string> Fp16File = new(() => WriteFp16Copy(Tiny("tiny-rwkv-6v0-1m-FP32.bin")));
+
+    [ClassCleanup]
+    public static void DeleteFp16Copy()
+    {
+        if (Fp16File.IsValueCreated) File.Delete(Fp16File.Value);
+    }
 
     private static Rwkv6ForCausalLM Load(string format) => format switch
     {
         "hf" => Rwkv6Checkpoint.Load(Tiny("hf")),
+        "rwkv.cpp FP16" => Rwkv6Checkpoint.Load(Fp16File.Value),
         _ => Rwkv6Checkpoint.Load(Tiny("tiny-rwkv-6v0-1m-FP32.bin")),
     };
+
+    // rwkv.cpp's FP16 layout, written from the FP32 file by the format's description (header data_type 1, every
+    // record's data_type 1 and its data as IEEE half), as rwkv.cpp's converter does with --float-type FP16.
+    private static string WriteFp16Copy(string fp32)
+    {
+        byte[] input = File.ReadAllBytes(fp32);
+        string path = Path.Combine(Path.GetTempPath(), $"tiny-rwkv-6v0-1m-FP16-{Environment.ProcessId}.bin");
+        using var output = new BinaryWriter(File.Create(path));
+        output.Write(input, 0, 20);
+        output.Write(1);
+        int at = 24;
+        while (at < input.Length)
+        {
+            int dims = BitConverter.ToInt32(input, at), nameLength = BitConverter.ToInt32(input, at + 4);
+            long count = 1;
+            for (int d = 0; d < dims; d++) count *= BitConverter.ToInt32(input, at + 12 + 4 * d);
+            output.Write(dims);
+            output.Write(nameLength);
+            output.Write(1);
+            output.Write(input, at + 12, 4 * dims + nameLength);
+            at += 12 + 4 * dims + nameLength;
+            for (long i = 0; i < count; i++, at += 4) output.Write((Half)BitConverter.ToSingle(input, at));
+        }
+        return path;
+    }
 
     [TestMethod]
     [DynamicData(nameof(Formats))]
@@ -50,6 +84,7 @@ public sealed class Rwkv6Tests
         double sumDiff = got.Zip(expected, (a, b) => (double)a - b).Sum();
         Assert.IsLessThanOrEqualTo(0.00105, Math.Abs(sumDiff), "rwkv.cpp's own criterion: |Σ(logits − expected)| ≤ 0.00105");
         for (int i = 0; i < 256; i++) Assert.AreEqual(expected[i], got[i], 2e-4 + 1e-3 * Math.Abs(expected[i]), $"logit {i}");
+        if (format.EndsWith("FP16", StringComparison.Ordinal)) Assert.AreEqual(ScalarType.Float32, model.head.weight.dtype, "FP16 files load into the requested float32");
         Assert.AreEqual(3, state.Length);
     }
 
