@@ -22,7 +22,8 @@ public sealed class BoneCausalLMOptions : FineTuningOptions
     public string PromptTemplate = AlpacaTemplate;
 
     /// <summary>
-    /// The tokenizer: a <c>tokenizer.model</c> file (SentencePiece or LLaMA-3 tiktoken) or a folder with one (or with
+    /// The tokenizer: a <c>tokenizer.model</c> file (SentencePiece or LLaMA-3 tiktoken), an RWKV World vocabulary
+    /// (<c>rwkv_vocab_v20230424.txt</c>) or a <c>byte_tokenizer.json</c>, or a folder with one of them (or with
     /// vocab.json + merges.txt); null = the one in the model directory (or next to a single-file model).
     /// </summary>
     public string? TokenizerPath;
