@@ -31,7 +31,7 @@ public static class CausalTokenizers
     /// <c>vocab.json</c> + <c>merges.txt</c> as a byte-level BPE with the model's <paramref name="bos"/> /
     /// <paramref name="eos"/> ids.
     /// </summary>
-    public static ICausalTokenizer Load(TokenizerFiles files, int? bos, int eos)
+    public static ICausalTokenizer Load(TokenizerFiles files, int? bos, int? eos)
     {
         if (files.Has("tokenizer.model"))
         {
@@ -43,7 +43,7 @@ public static class CausalTokenizers
             return RwkvWorldTokenizer.Load(files.Bytes(RwkvWorldTokenizer.FileName), files.Describe(RwkvWorldTokenizer.FileName));
         if (files.Has(ByteTokenizer.FileName))
             return ByteTokenizer.Load(files.Bytes(ByteTokenizer.FileName), files.Describe(ByteTokenizer.FileName));
-        return ByteLevelBpeTokenizer.Load(files, bos, eos);
+        return ByteLevelBpeTokenizer.Load(files, bos, eos ?? throw new InvalidDataException($"{files.Source}: a byte-level BPE tokenizer needs the model's eos_token_id, and the model's config gives none."));
     }
 
     private static string KindOf(string path) => Path.GetFileName(path) switch

@@ -24,7 +24,7 @@ internal sealed class CausalLMModel : IDisposable
     /// <summary>The tokenizer for <paramref name="model"/>, checked against its vocabulary.</summary>
     public static ICausalTokenizer OpenTokenizer(ICausalLanguageModel model, TokenizerFiles files)
     {
-        int eos = model.EosTokenIds.Count > 0 ? model.EosTokenIds[0] : throw new InvalidDataException($"{model.ModelType} model: config.json gives no eos_token_id.");
+        int? eos = model.EosTokenIds.Count > 0 ? model.EosTokenIds[0] : null;
         ICausalTokenizer tokenizer = CausalTokenizers.Load(files, model.BosTokenId, eos);
         if (tokenizer.IdLimit > model.VocabSize)
             throw new InvalidDataException($"The tokenizer in {files.Source} produces ids up to {tokenizer.IdLimit - 1}, but the model's config.json gives vocab_size {model.VocabSize}: the tokenizer and the model do not belong together (set TokenizerPath to the model's own tokenizer).");

@@ -33,8 +33,11 @@ public sealed record Rwkv6Config
     public double LayerNormEpsilon { get; init; } = 1e-5;
     /// <summary>The training-time divisor of the WKV output; ln_x's GroupNorm epsilon is 1e-5 · divisor².</summary>
     public int HeadSizeDivisor { get; init; } = 8;
-    /// <summary>End-of-text id (the World tokenizer's 0; also the document separator and pad).</summary>
-    public int EosTokenId { get; init; }
+    /// <summary>
+    /// End-of-text id: the World tokenizer's 0 (also the document separator and pad). Null for byte-level models
+    /// without a config (vocabulary ≤ 256), where 0 is an ordinary byte and the tokenizer's file says what ends a text.
+    /// </summary>
+    public int? EosTokenId { get; init; }
     /// <summary>Context length the model was trained for (RWKV has no positions: information only, and the length checks).</summary>
     public int ContextLength { get; init; } = 4096;
 
@@ -77,6 +80,7 @@ public sealed record Rwkv6Config
             TimeMixExtraDim = Checked(maaW1[1] / 5, ConfigLimits.Width, "time_maa_w1 width / 5", source),
             TimeDecayExtraDim = Checked(decayW1[1], ConfigLimits.Width, "time_decay_w1 width", source),
         };
+        config = config with { EosTokenId = config.VocabSize > 256 ? 0 : null };
         if (heads * size != config.AttentionHiddenSize || maaW1[1] % 5 != 0)
             throw new InvalidDataException($"{source}: time_faaaa [{string.Join(", ", faaaa)}] and key [{string.Join(", ", key)}] (or time_maa_w1's width {maaW1[1]}, not a multiple of 5) do not describe RWKV-6 heads.");
         return config;
@@ -109,7 +113,7 @@ public sealed record Rwkv6Config
             IntermediateSize = ffn,
             LayerNormEpsilon = c.Double("layer_norm_epsilon", 1e-5, 0, 1),
             HeadSizeDivisor = c.Json["head_size_divisor"] is null ? 8 : c.Int("head_size_divisor", null, 1, 1 << 16),
-            EosTokenId = c.Json["eos_token_id"] is null ? 0 : c.Int("eos_token_id", null, 0, ConfigLimits.Vocabulary),
+            EosTokenId = c.Json["eos_token_id"] is null ? shapes.EosTokenId : c.Int("eos_token_id", null, 0, ConfigLimits.Vocabulary),
             ContextLength = c.Json["context_length"] is null ? 4096 : c.Int("context_length", null, 1, ConfigLimits.Positions),
         };
         if (c.Json["tie_word_embeddings"] is JsonValue tie && tie.TryGetValue(out bool tied) && tied) throw c.Error("tie_word_embeddings", "is true; RWKV-6 has a separate head");

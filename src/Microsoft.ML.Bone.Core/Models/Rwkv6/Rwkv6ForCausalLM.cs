@@ -50,7 +50,7 @@ public sealed class Rwkv6ForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguag
     public int MaxSequenceLength => int.MaxValue;
 
     /// <inheritdoc/>
-    public IReadOnlyList<int> EosTokenIds => [Config.EosTokenId];
+    public IReadOnlyList<int> EosTokenIds => Config.EosTokenId is { } eos ? [eos] : [];
 
     /// <summary>RWKV uses no beginning-of-sequence token.</summary>
     public int? BosTokenId => null;
