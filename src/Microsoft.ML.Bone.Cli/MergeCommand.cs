@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.ML.Bone.Adapters;
+using Microsoft.ML.Bone.Models;
 
 namespace Microsoft.ML.Bone.Cli;
 
@@ -21,10 +22,33 @@ internal static class MergeCommand
         };
         command.SetAction(parse => CommandErrors.Run("merge", () =>
         {
+            if (File.Exists(parse.GetValue(model)))
+            {
+                MergeSingleFile(parse.GetValue(model)!, parse.GetValue(adapter)!, parse.GetValue(output)!, !parse.GetValue(unsafeMerge));
+                return 0;
+            }
             MergeReport report = PeftCheckpointMerger.Merge(parse.GetValue(model)!, parse.GetValue(adapter)!, parse.GetValue(output)!, safe: !parse.GetValue(unsafeMerge));
             Console.WriteLine($"Merged {report.MergedWeights.Count} weights, replaced {report.ReplacedTensors.Count} and added {report.AddedTensors.Count} modules-to-save tensors into {parse.GetValue(output)}.");
             return 0;
         }));
         return command;
+    }
+
+    // Single-file checkpoints (RWKV .pth / rwkv.cpp .bin, llama2.c .bin) load through the registry; the merged model is
+    // written as a BlinkDL .pth when --out ends in .pth (RWKV-6), otherwise as a Hugging Face directory.
+    private static void MergeSingleFile(string modelFile, string adapterDirectory, string output, bool safe)
+    {
+        bool pth = output.EndsWith(".pth", StringComparison.OrdinalIgnoreCase);
+        if (!pth && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()) throw new IOException($"{output}: output directory exists and is not empty.");
+        using var model = ModelRegistry.LoadCausalLM(modelFile);
+        AdapterModel adapted = PeftAdapterDirectory.Load(model.Module, adapterDirectory);
+        var merge = adapted.MergedWeightTransform(safe);
+        if (pth)
+        {
+            if (model is not Models.Rwkv6.Rwkv6ForCausalLM rwkv) throw new ArgumentException($"--out {output}: only RWKV-6 models are written as .pth; give a directory.");
+            Models.Rwkv6.Rwkv6Checkpoint.SavePth(rwkv, output, transform: merge);
+        }
+        else model.SaveConfigAndWeights(output, merge);
+        Console.WriteLine($"Merged {adapted.AdaptedLayers.Count} adapted layers of {modelFile} into {output}.");
     }
 }

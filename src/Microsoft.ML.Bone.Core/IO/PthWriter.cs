@@ -18,20 +18,22 @@ public static class PthWriter
     /// <summary>
     /// Writes <paramref name="tensors"/> (name → tensor, in order) to <paramref name="path"/>; <paramref name="transform"/>
     /// supplies each tensor's saved value just before it is written (same shape and dtype), as for safetensors.
+    /// Floating-point tensors are stored as <paramref name="dtype"/> when given, converted one at a time while writing.
     /// </summary>
-    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, WeightTransform? transform = null)
+    public static void Write(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, WeightTransform? transform = null, ScalarType? dtype = null)
     {
         var list = tensors.ToList();
         var names = new HashSet<string>(StringComparer.Ordinal);
+        ScalarType Stored(Tensor t) => dtype is { } d && t.is_floating_point() ? d : t.dtype;
         foreach (var (name, t) in list)
         {
             if (!names.Add(name)) throw new ArgumentException($"Tensor '{name}' is given twice.", nameof(tensors));
-            StorageType(t.dtype, name);
+            StorageType(Stored(t), name);
         }
         AtomicFile.Write(path, stream =>
         {
             using var zip = new ZipArchive(stream, ZipArchiveMode.Create, leaveOpen: true);
-            WriteEntry(zip, "data.pkl", s => s.Write(Pickle(list)));
+            WriteEntry(zip, "data.pkl", s => s.Write(Pickle(list, Stored)));
             WriteEntry(zip, "byteorder", s => s.Write("little"u8));
             for (int i = 0; i < list.Count; i++)
             {
@@ -42,7 +44,7 @@ public static class PthWriter
                     Tensor value = transform is null ? original : transform(name, original);
                     if (value.dtype != original.dtype || !value.shape.SequenceEqual(original.shape))
                         throw new InvalidOperationException($"The transform of '{name}' changed it from {original.dtype} [{string.Join(", ", original.shape)}] to {value.dtype} [{string.Join(", ", value.shape)}].");
-                    WriteBytes(s, value);
+                    WriteBytes(s, value.to(Stored(original)));
                 });
             }
             WriteEntry(zip, "version", s => s.Write("3\n"u8));
@@ -83,7 +85,7 @@ public static class PthWriter
     };
 
     // collections.OrderedDict([(name, torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())), …])
-    private static byte[] Pickle(List<KeyValuePair<string, Tensor>> tensors)
+    private static byte[] Pickle(List<KeyValuePair<string, Tensor>> tensors, Func<Tensor, ScalarType> stored)
     {
         var p = new MemoryStream();
         p.Write([0x80, 2]);                                                   // PROTO 2
@@ -105,7 +107,7 @@ public static class PthWriter
                 // Persistent id ('storage', torch.<Type>Storage, key, location, numel).
                 p.WriteByte((byte)'(');
                 Unicode(p, "storage");
-                Global(p, "torch", StorageType(t.dtype, name));
+                Global(p, "torch", StorageType(stored(t), name));
                 Unicode(p, i.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 Unicode(p, "cpu");
                 Int(p, t.numel());

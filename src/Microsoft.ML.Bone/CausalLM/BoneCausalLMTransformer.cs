@@ -37,7 +37,11 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
     /// <summary>Completions for <paramref name="prompts"/>, generated in one batch.</summary>
     public IReadOnlyList<string> Complete(IReadOnlyList<string> prompts) => _model.Complete(prompts);
 
-    /// <summary>Writes a Hugging Face model directory (config.json, merged model.safetensors, tokenizer files) that any engine reading Hugging Face checkpoints serves without adapter code.</summary>
+    /// <summary>
+    /// Writes a Hugging Face model directory (config.json, merged model.safetensors, tokenizer files) that any engine
+    /// reading Hugging Face checkpoints serves without adapter code; for RWKV-6, a path ending in <c>.pth</c> writes a
+    /// BlinkDL <c>.pth</c> instead (RWKV-LM / ChatRWKV / RWKV-PEFT names and shapes).
+    /// </summary>
     public void ExportMergedModel(string directory) => _model.ExportMerged(directory);
 
     /// <summary>Writes the adapter as a PEFT adapter directory (task CAUSAL_LM).</summary>

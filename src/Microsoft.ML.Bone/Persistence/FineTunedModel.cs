@@ -193,6 +193,16 @@ internal sealed class FineTunedModel : IDisposable
     /// </summary>
     public void ExportMerged(string directory, IReadOnlyList<string>? labelNames)
     {
+        if (directory.EndsWith(".pth", StringComparison.OrdinalIgnoreCase))
+        {
+            // RWKV users' own format: one BlinkDL .pth (no tokenizer files; RWKV tools bring their own).
+            Use((model, adapted) =>
+            {
+                if (model is not Models.Rwkv6.Rwkv6ForCausalLM rwkv) throw new ArgumentException($"{directory}: only RWKV-6 models export to a .pth; give a directory for a Hugging Face checkpoint.");
+                Models.Rwkv6.Rwkv6Checkpoint.SavePth(rwkv, directory, transform: adapted?.MergedWeightTransform(safe: true));
+            });
+            return;
+        }
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
             throw new IOException($"{directory}: output directory exists and is not empty.");
         Use((model, adapted) =>

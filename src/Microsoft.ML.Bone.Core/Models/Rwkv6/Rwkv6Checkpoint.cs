@@ -113,6 +113,19 @@ public static class Rwkv6Checkpoint
         return name;
     }
 
+    /// <summary>
+    /// Writes the model as a BlinkDL <c>.pth</c> (BlinkDL names and shapes; RWKV-LM, RWKV-PEFT and ChatRWKV load it),
+    /// in <paramref name="dtype"/> (default: the model's; BlinkDL's own files are bf16). <paramref name="transform"/>
+    /// receives Hugging Face names (the model's own), e.g. <see cref="Adapters.AdapterModel.MergedWeightTransform"/>.
+    /// A state-tuned model's <c>blocks.N.att.time_state</c> is included, as RWKV-PEFT saves it.
+    /// </summary>
+    public static void SavePth(Rwkv6ForCausalLM model, string path, ScalarType? dtype = null, WeightTransform? transform = null)
+    {
+        var tensors = BlinkStateDict(model);
+        var hfNames = tensors.ToDictionary(p => p.Key, p => Rwkv6Checkpoint.ToHf(p.Key), StringComparer.Ordinal);
+        PthWriter.Write(path, tensors, transform is null ? null : (blink, value) => transform(hfNames[blink], value), dtype);
+    }
+
     /// <summary>The model's tensors (adapters excluded) under BlinkDL names, as a <c>.pth</c> holds them.</summary>
     public static List<KeyValuePair<string, Tensor>> BlinkStateDict(Rwkv6ForCausalLM model, ScalarType? dtype = null) =>
         ModuleWeights.StateDict(model, dtype).Select(p => new KeyValuePair<string, Tensor>(ToBlink(p.Key), p.Value)).ToList();
