@@ -84,5 +84,25 @@ public sealed class Rwkv6PipelineTests
         Assert.HasCount(3 * 256, all);
         byte[] expectedBytes = File.ReadAllBytes(SharedData.Path("models", "tiny-rwkv-6v0-1m", "expected-logits-6v0-1m.bin"));
         for (int i = 0; i < 256; i++) Assert.AreEqual(BitConverter.ToSingle(expectedBytes, 4 * i), all[2 * 256 + i], 2e-3, $"logit {i}");
+
+        // merge: a PEFT (MISS) adapter folded into the rwkv.cpp file, written as a BlinkDL .pth and as a Hugging Face folder.
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var adaptedModel = Rwkv6Checkpoint.Load(Model);
+        var adapted = AdapterModel.Inject(adaptedModel, new BoneConfig { R = 16, TargetModules = Rwkv6Config.AllLinears });
+        using (TorchSharp.torch.no_grad())
+            foreach (var p in adapted.TrainableParameters()) p.add_(0.01 * TorchSharp.torch.arange(p.numel(), dtype: TorchSharp.torch.ScalarType.Float32).sin().reshape(p.shape));
+        string adapterDir = Path.Combine(_dir, "adapter");
+        PeftAdapterDirectory.Save(adapted, adapterDir);
+        var ids = TorchSharp.torch.tensor(new long[] { 79, 0, 110, 0, 99, 0, 101, 0 }).unsqueeze(0);
+        TorchSharp.torch.Tensor expected;
+        using (TorchSharp.torch.no_grad()) expected = adaptedModel.Forward(ids);
+        foreach (string output in new[] { Path.Combine(_dir, "merged.pth"), Path.Combine(_dir, "merged-hf") })
+        {
+            var merged = BoneCli.Run("merge", "--model", Model, "--adapter", adapterDir, "--out", output);
+            Assert.AreEqual(0, merged.ExitCode, merged.StdErr);
+            using var plain = Rwkv6Checkpoint.Load(output);
+            Assert.IsFalse(plain.modules().OfType<AdaptableLinear>().Any(l => l.Adapters.Count > 0));
+            using (TorchSharp.torch.no_grad()) Adapters.Fixtures.AssertClose(expected, plain.Forward(ids), 1e-4, $"merged into {Path.GetFileName(output)}");
+        }
     }
 }

@@ -23,7 +23,9 @@ public sealed class Rwkv6Tests
         return logits;
     }
 
-    public static IEnumerable<object[]> Formats => [["hf"], ["rwkv.cpp"], ["rwkv.cpp FP16"]];
+    public static IEnumerable<object[]> Formats => [["hf"], ["rwkv.cpp"], ["rwkv.cpp FP16"], ["BlinkDL .pth"]];
+
+    private static string TinyPth => Path.Combine(AppContext.BaseDirectory, "Models", "Rwkv6Fixtures", "tiny-rwkv-6v0-1m-bf16.pth");
 
     private static readonly Lazy<string> Fp16File = new(() => WriteFp16Copy(Tiny("tiny-rwkv-6v0-1m-FP32.bin")));
 
@@ -37,6 +39,7 @@ public sealed class Rwkv6Tests
     {
         "hf" => Rwkv6Checkpoint.Load(Tiny("hf")),
         "rwkv.cpp FP16" => Rwkv6Checkpoint.Load(Fp16File.Value),
+        "BlinkDL .pth" => Rwkv6Checkpoint.Load(TinyPth),
         _ => Rwkv6Checkpoint.Load(Tiny("tiny-rwkv-6v0-1m-FP32.bin")),
     };
 
@@ -134,6 +137,50 @@ public sealed class Rwkv6Tests
         Assert.HasCount(12 * 640, flat);
         using var restored = Rwkv6State.FromFlat(model.Config, flat);
         AssertClose(model.Forward(tensor(ids[40..45]).unsqueeze(0), prompt), model.Forward(tensor(ids[40..45]).unsqueeze(0), restored), 1e-6, "flat state round trip");
+    }
+
+    [TestMethod]
+    public void ThePthIsPickedByTheRegistryAndKeepsBf16WhenAsked()
+    {
+        using var scope = NewDisposeScope();
+        Assert.AreEqual(Rwkv6Checkpoint.PthKind, ModelRegistry.ArchitectureOf(TinyPth));
+        Assert.AreEqual(Rwkv6Checkpoint.RwkvCppKind, ModelRegistry.ArchitectureOf(Tiny("tiny-rwkv-6v0-1m-FP32.bin")));
+        Assert.AreEqual(Rwkv6Config.ModelType, ModelRegistry.ArchitectureOf(Tiny("hf")));
+        using var bf16 = (Rwkv6ForCausalLM)ModelRegistry.LoadCausalLM(TinyPth, new ModelLoadOptions { DType = null });
+        Assert.AreEqual(ScalarType.BFloat16, bf16.head.weight.dtype, "a bf16 .pth stays bf16");
+        using var f32 = Load("hf");
+        using var noGrad = no_grad();
+        Tensor ids = tensor(Text()[..24]).unsqueeze(0);
+        // bf16 compute rounds every activation: close to float32, not equal.
+        AssertClose(f32.Forward(ids), bf16.Forward(ids).to(ScalarType.Float32), 0.5, "bf16 model");
+    }
+
+    [TestMethod]
+    public void ExportsToPthAndHuggingFaceLayoutRoundTrip()
+    {
+        using var scope = NewDisposeScope();
+        using var model = Load("rwkv.cpp");
+        string dir = Directory.CreateTempSubdirectory("bone-rwkv-export-").FullName;
+        try
+        {
+            string pth = Path.Combine(dir, "model.pth"), hf = Path.Combine(dir, "hf");
+            Rwkv6Checkpoint.SavePth(model, pth, ScalarType.BFloat16);
+            model.SaveConfigAndWeights(hf);
+            using (var file = PthFile.Open(pth))
+            {
+                Assert.AreEqual("emb.weight", file.Entries[0].Name);
+                Assert.AreEqual(ScalarType.BFloat16, file["blocks.3.att.time_maa_w1"].DType);
+                CollectionAssert.AreEqual(new long[] { 1, 1, 64 }, file["blocks.0.att.time_maa_x"].Shape);
+            }
+            Tensor ids = tensor(Text()[..30]).unsqueeze(0);
+            using var noGrad = no_grad();
+            Tensor expected = model.Forward(ids);
+            using var fromPth = Rwkv6Checkpoint.Load(pth);
+            using var fromHf = Rwkv6Checkpoint.Load(hf);
+            AssertClose(expected, fromPth.Forward(ids), 1e-5, "exported .pth (bf16 is exact for this model)");
+            AssertClose(expected, fromHf.Forward(ids), 0, "exported Hugging Face layout");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
     }
 
     [TestMethod]

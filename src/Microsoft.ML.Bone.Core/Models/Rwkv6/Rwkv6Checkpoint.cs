@@ -25,7 +25,7 @@ public static class Rwkv6Checkpoint
             using var file = PthFile.Open(path);
             return file.Contains("blocks.0.att.time_maa_x");
         }
-        catch (InvalidDataException) { return false; }
+        catch (PthFormatException) { return false; }
     }
 
     /// <summary>True when <paramref name="path"/> is an rwkv.cpp file with RWKV-6 tensors.</summary>
