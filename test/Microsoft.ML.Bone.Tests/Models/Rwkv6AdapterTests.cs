@@ -58,6 +58,28 @@ public sealed class Rwkv6AdapterTests
     }
 
     [TestMethod]
+    public void GradientCheckpointingGivesTheSameGradients()
+    {
+        using var scope = NewDisposeScope();
+        Tensor[] Gradients(bool checkpointing, AdapterConfig config)
+        {
+            var model = Tiny();
+            var adapted = AdapterModel.Inject(model, config);
+            using (no_grad()) foreach (var p in adapted.TrainableParameters()) p.add_(0.01);
+            model.train();
+            model.GradientCheckpointing = checkpointing;
+            Tensor ids = Ids();
+            CausalLanguageModeling.Loss(model.Forward(ids), ids).backward();
+            return adapted.TrainableParameters().Select(p => p.grad!.detach().clone()).ToArray();
+        }
+        foreach (AdapterConfig config in new AdapterConfig[] { new BoneConfig { R = 16, TargetModules = Rwkv6Config.AllLinears }, new StateTuningConfig() })
+        {
+            Tensor[] plain = Gradients(false, config), recomputed = Gradients(true, config);
+            for (int i = 0; i < plain.Length; i++) AssertClose(plain[i], recomputed[i], 1e-6, $"{config.GetType().Name} gradient {i}");
+        }
+    }
+
+    [TestMethod]
     public void PeftKeysUseTheHuggingFaceLayout()
     {
         using var scope = NewDisposeScope();
