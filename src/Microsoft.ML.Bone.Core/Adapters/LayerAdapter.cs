@@ -34,7 +34,19 @@ public abstract class LayerAdapter : nn.Module
     public virtual Tensor Forward(Tensor input, AdaptableLinear layer)
     {
         ScalarType dtype = input.dtype;
-        Tensor result = nn.functional.linear(input, layer.weight, layer.bias);
+        long rows = input.numel() / Math.Max(1, input.shape[^1]);
+        if (dtype == ScalarType.Float32 && layer.weight.dtype == ScalarType.Float32 && rows > 32)
+        {
+            // One GEMM for base and update: the update is computed first and the base product accumulated into it
+            // (beta = 1), instead of a base output, an update and a third tensor for their sum. Autograd is unchanged:
+            // neither product needs its own output in backward.
+            long inFeatures = input.shape[^1];
+            Tensor flat = input.reshape(-1, inFeatures);
+            Tensor update = Update(flat);
+            if (layer.bias is not null) update = update.add_(layer.bias);
+            return update.addmm_(flat, layer.weight.t()).view([.. input.shape[..^1], layer.OutFeatures]);
+        }
+        Tensor result = AdaptableLinear.Linear(input, layer.weight, layer.bias);
         return (result + Update(AsFloat32(input))).to(dtype);
     }
 

@@ -169,3 +169,22 @@ public sealed class BatLayerTests
         AssertClose(expected, y, 2e-2, "bf16 output (one bf16 rounding)");
     }
 }
+
+[TestClass]
+public sealed class BatMathFastPathTests
+{
+    [TestMethod]
+    public void TheBatchedMergeAndItsGradientEqualTheBlockForm()
+    {
+        using var scope = NewDisposeScope();
+        var generator = new TorchSharp.torch.Generator(5);
+        Tensor w = randn([12, 8], generator: generator), blocks = randn([3, 4, 4], generator: generator).requires_grad_(true);
+        // The general form: W + (W_blk·B + B) through ToBlocks / FromBlocks.
+        Tensor reference = w + BatMath.DeltaWeight(w, blocks, BatGrouping.OutputBlock, BatProduct.Matrix);
+        Tensor fast = BatMath.MergedWeight(w, blocks, BatGrouping.OutputBlock, BatProduct.Matrix);
+        Fixtures.AssertClose(reference, fast, 1e-5, "merged weight");
+        Tensor upstream = randn([12, 8], generator: generator);
+        Tensor expected = autograd.grad([reference], [blocks], [upstream])[0];
+        Fixtures.AssertClose(expected, BatMath.MergedWeightGradient(w, upstream, 4), 1e-5, "dL/dB in closed form");
+    }
+}

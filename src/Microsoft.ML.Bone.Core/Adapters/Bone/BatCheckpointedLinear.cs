@@ -18,7 +18,7 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         ctx.save_data("grouping", vars[4]!);
         ctx.save_data("product", vars[5]!);
         ctx.save_data("hasBias", bias is not null);
-        using var merged = w + BatMath.DeltaWeight(w, blocks, (BatGrouping)vars[4]!, (BatProduct)vars[5]!);
+        using var merged = BatMath.MergedWeight(w, blocks, (BatGrouping)vars[4]!, (BatProduct)vars[5]!);
         return nn.functional.linear(x, merged, bias);
     }
 
@@ -32,17 +32,21 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
 
         Tensor g2 = gradOutput.reshape(-1, outFeatures);
         Tensor gradBlocks;
-        Tensor merged;
-        using (enable_grad())
+        // dL/dW' = Σ_tokens gᵀ·x, then through W' = W + ΔW(W, B) to dL/dB.
+        using (Tensor gradMerged = g2.t().matmul(x.reshape(-1, inFeatures)))
         {
-            using Tensor leaf = blocks.detach().requires_grad_(true);
-            merged = w + BatMath.DeltaWeight(w, leaf, grouping, product);
-            // dL/dW' = Σ_tokens gᵀ·x; push it through ΔW's graph to get dL/dB.
-            using Tensor gradMerged = g2.t().matmul(x.reshape(-1, inFeatures));
-            gradBlocks = autograd.grad([merged], [leaf], [gradMerged])[0];
+            if (grouping == BatGrouping.OutputBlock && product == BatProduct.Matrix)
+                gradBlocks = BatMath.MergedWeightGradient(w, gradMerged, blocks.shape[^1]);
+            else
+                using (enable_grad())
+                {
+                    using Tensor leaf = blocks.detach().requires_grad_(true);
+                    using Tensor rebuilt = BatMath.MergedWeight(w, leaf, grouping, product);
+                    gradBlocks = autograd.grad([rebuilt], [leaf], [gradMerged])[0];
+                }
         }
-        Tensor gradInput = gradOutput.matmul(merged.detach());
-        merged.Dispose();
+        Tensor gradInput;
+        using (Tensor merged = BatMath.MergedWeight(w, blocks, grouping, product)) gradInput = gradOutput.matmul(merged);
         Tensor? gradBias = (bool)ctx.get_data("hasBias") ? g2.sum(dim: 0) : null;
         return [gradInput, null!, gradBlocks, gradBias!, null!, null!];
     }

@@ -46,12 +46,15 @@ public sealed class BatLayer : LayerAdapter
         Tensor? b = layer.bias?.to(ScalarType.Float32);
         Tensor y = GradientCheckpointing && is_grad_enabled()
             ? BatCheckpointedLinear.apply(x, w, miss_block, b, Grouping, Product)
-            : nn.functional.linear(x, w + BatMath.DeltaWeight(w, miss_block, Grouping, Product), b);
+            : nn.functional.linear(x, BatMath.MergedWeight(w, miss_block, Grouping, Product), b);
         return y.to(dtype);
     }
 
     /// <inheritdoc/>
     public override Tensor DeltaWeight(Tensor weight) => BatMath.DeltaWeight(weight, miss_block, Grouping, Product);
+
+    /// <inheritdoc/>
+    public override Tensor MergedWeight(Tensor weight) => BatMath.MergedWeight(weight, miss_block, Grouping, Product);
 
     /// <inheritdoc/>
     public override Tensor UnmergedWeight(Tensor merged) => BatMath.UnmergedWeight(merged, miss_block, Grouping, Product);

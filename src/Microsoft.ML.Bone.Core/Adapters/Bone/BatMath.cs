@@ -19,6 +19,33 @@ public static class BatMath
             throw new ArgumentException($"Bat on '{where}': the weight [{outFeatures}, {inFeatures}] must be fully divisible into [r, r] blocks, but r = {r}.");
     }
 
+    /// <summary>
+    /// W' = W + ΔW(W, B), float32. For PEFT's layout (output grouping, matrix product) W' = W_blk·(I + B_i) + B_i is
+    /// one batched product over W viewed as [out/r, in, r], which is W's own memory order, so no block of W is copied
+    /// and W' is the only [out, in] tensor made; other layouts go through <see cref="DeltaWeight"/>.
+    /// </summary>
+    public static Tensor MergedWeight(Tensor weight, Tensor blocks, BatGrouping grouping, BatProduct product)
+    {
+        if (grouping != BatGrouping.OutputBlock || product != BatProduct.Matrix) return weight + DeltaWeight(weight, blocks, grouping, product);
+        long outFeatures = weight.shape[0], inFeatures = weight.shape[1], r = blocks.shape[^1];
+        Tensor identity = eye(r, dtype: blocks.dtype, device: blocks.device);
+        Tensor merged = weight.reshape(outFeatures / r, inFeatures, r).bmm(blocks + identity);           // [out/r, (a, j), c]
+        // + B_i on every block of row block i: [out/r, r(a), in/r(j), r(c)] + B[i, a, c].
+        return merged.view(outFeatures / r, r, inFeatures / r, r).add_(blocks.unsqueeze(2)).view(outFeatures, inFeatures);
+    }
+
+    /// <summary>
+    /// dL/dB for PEFT's layout given dL/dW' (<paramref name="gradMerged"/>, [out, in]): Σ_j W_ijᵀ·G_ij + Σ_j G_ij per
+    /// row block, as one batched product, without building autograd's graph of <see cref="MergedWeight"/>.
+    /// </summary>
+    public static Tensor MergedWeightGradient(Tensor weight, Tensor gradMerged, long r)
+    {
+        long outFeatures = weight.shape[0], inFeatures = weight.shape[1];
+        Tensor g = gradMerged.reshape(outFeatures / r, inFeatures, r);
+        Tensor throughW = weight.reshape(outFeatures / r, inFeatures, r).transpose(1, 2).bmm(g);          // [out/r, r, r]
+        return throughW + gradMerged.view(outFeatures / r, r, inFeatures / r, r).sum(2);
+    }
+
     /// <summary>ΔW for weight W [out, in] and blocks B, float32 in and out.</summary>
     public static Tensor DeltaWeight(Tensor weight, Tensor blocks, BatGrouping grouping, BatProduct product)
     {

@@ -80,7 +80,8 @@ public sealed class LoraLayer : LayerAdapter
     public override Tensor Update(Tensor x)
     {
         if (_dropout is not null) x = _dropout.call(x);
-        return lora_B.call(lora_A.call(x)) * Scale;
+        // The scale goes on the r-wide intermediate, not on the out-wide result: a pass over r columns instead of out.
+        return lora_B.call(lora_A.call(x).mul_(Scale));
     }
 
     /// <inheritdoc/>

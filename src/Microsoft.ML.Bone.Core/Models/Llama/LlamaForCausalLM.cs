@@ -74,7 +74,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>, ICausalLanguag
         if (cache is not null and not KeyValueCache) throw new ArgumentException($"A {ModelType} model needs the cache from its own NewCache().", nameof(cache));
         Tensor hidden = model.Forward(inputIds, attentionMask, positionIds, (KeyValueCache?)cache);   // [B, T, H]
         if (logitsToKeep > 0 && logitsToKeep < hidden.shape[1]) hidden = hidden.narrow(1, hidden.shape[1] - logitsToKeep, logitsToKeep);
-        return lm_head is null ? nn.functional.linear(hidden, model.embed_tokens.weight) : lm_head.call(hidden);
+        return lm_head is null ? AdaptableLinear.Linear(hidden, model.embed_tokens.weight, null) : lm_head.call(hidden);
     }
 
     /// <inheritdoc/>
