@@ -27,6 +27,7 @@ internal static class ClassifyCommand
         var trainFile = new Option<string>("--train") { Description = "Training data (.tsv or .csv with a header row).", Required = true };
         var devFile = new Option<string?>("--dev") { Description = "Optional validation data, scored after each epoch and at the end." };
         var adapter = new Option<AdapterKind>("--adapter") { Description = "Bone, Bat, MissMini, Lora, PiSSA, OLoRA or FullFineTuning.", DefaultValueFactory = _ => AdapterKind.Bone };
+        var threads = new Option<int>("--threads") { Description = "CPU threads per operation (0 = one per logical core)." };
         var miniR = new Option<int>("--mini-r") { Description = "MissMini only: the block's width along the output (0 = 1)." };
         var adapterDropout = new Option<double>("--adapter-dropout") { Description = "Dropout on the adapter path's input during training (Bone, MissMini, LoRA family)." };
         var rank = new Option<int>("--rank") { Description = "Block size / rank (0 = the adapter's default)." };
@@ -38,7 +39,7 @@ internal static class ClassifyCommand
         var zip = new Option<string>("--out") { Description = "Model zip to write.", Required = true };
         var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each layer in the backward pass: far less memory, about a third more compute." };
-        var train = new Command("train", "Fine-tune and save an ML.NET model zip.") { model, trainFile, devFile, text, text2, label, regression, task, adapter, rank, miniR, adapterDropout, epochs, batch, lr, maxLength, maxRows, zip, plot, checkpointing };
+        var train = new Command("train", "Fine-tune and save an ML.NET model zip.") { model, trainFile, devFile, text, text2, label, regression, task, adapter, rank, miniR, adapterDropout, threads, epochs, batch, lr, maxLength, maxRows, zip, plot, checkpointing };
         train.SetAction(p => CommandErrors.Run("classify train", () =>
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
@@ -47,7 +48,7 @@ internal static class ClassifyCommand
             if (p.GetValue(maxRows) > 0) data = ml.Data.TakeRows(data, p.GetValue(maxRows));
             var options = new BoneTextClassificationOptions
             {
-                ModelPath = p.GetValue(model)!, Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MiniR = p.GetValue(miniR), AdapterDropout = p.GetValue(adapterDropout), MaxEpochs = p.GetValue(epochs), BatchSize = p.GetValue(batch),
+                ModelPath = p.GetValue(model)!, Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MiniR = p.GetValue(miniR), AdapterDropout = p.GetValue(adapterDropout), Threads = p.GetValue(threads), MaxEpochs = p.GetValue(epochs), BatchSize = p.GetValue(batch),
                 LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), Sentence2ColumnName = columns.Text2 is null ? null : "Sentence2",
                 GradientCheckpointing = p.GetValue(checkpointing),
             };

@@ -29,6 +29,7 @@ internal static class LmCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.model (or a folder with the tokenizer files), when not next to the model." };
         var trainFile = new Option<string>("--train") { Description = "Training JSONL.", Required = true };
         var adapter = new Option<AdapterKind>("--adapter") { Description = "Bone, Bat, MissMini, Lora, PiSSA, OLoRA or FullFineTuning.", DefaultValueFactory = _ => AdapterKind.Bone };
+        var threads = new Option<int>("--threads") { Description = "CPU threads per operation (0 = one per logical core)." };
         var miniR = new Option<int>("--mini-r") { Description = "MissMini only: the block's width along the output (0 = 1)." };
         var adapterDropout = new Option<double>("--adapter-dropout") { Description = "Dropout on the adapter path's input during training (Bone, MissMini, LoRA family)." };
         var rank = new Option<int>("--rank");
@@ -40,14 +41,14 @@ internal static class LmCommand
         var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each layer in the backward pass: far less memory, about a third more compute." };
         var dtype = new Option<BaseDType>("--dtype") { Description = "Precision of the frozen base: Float32, BFloat16 or Float16.", DefaultValueFactory = _ => BaseDType.Float32 };
-        var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, miniR, adapterDropout, epochs, batch, lr, maxLength, maxNew, zip, plot, checkpointing, dtype };
+        var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, miniR, adapterDropout, threads, epochs, batch, lr, maxLength, maxNew, zip, plot, checkpointing, dtype };
         train.SetAction(p => CommandErrors.Run("lm train", () =>
         {
             var ml = new MLContext(seed: 1);
             IDataView data = Load(ml, p.GetValue(trainFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
             var options = new BoneCausalLMOptions
             {
-                ModelPath = p.GetValue(model)!, TokenizerPath = p.GetValue(tokenizer), Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MiniR = p.GetValue(miniR), AdapterDropout = p.GetValue(adapterDropout), MaxEpochs = p.GetValue(epochs),
+                ModelPath = p.GetValue(model)!, TokenizerPath = p.GetValue(tokenizer), Adapter = p.GetValue(adapter), Rank = p.GetValue(rank), MiniR = p.GetValue(miniR), AdapterDropout = p.GetValue(adapterDropout), Threads = p.GetValue(threads), MaxEpochs = p.GetValue(epochs),
                 BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), MaxNewTokens = p.GetValue(maxNew),
                 GradientCheckpointing = p.GetValue(checkpointing), DType = p.GetValue(dtype),
             };

@@ -95,6 +95,13 @@ public abstract class FineTuningOptions
     /// </summary>
     public bool GradientCheckpointing;
 
+    /// <summary>
+    /// CPU threads libtorch uses inside each operation, for training and for the trained model's scoring and
+    /// generation (it is saved with the model). 0 (default) = one per logical core (<see cref="Environment.ProcessorCount"/>).
+    /// The setting is process-wide, as libtorch's is.
+    /// </summary>
+    public int Threads;
+
     /// <summary>Torch device, e.g. "cpu" or "cuda:0"; null (default) follows <c>MLContext.GpuDeviceId</c> / <c>FallbackToCpu</c>.</summary>
     public string? Device;
 
@@ -135,6 +142,7 @@ public abstract class FineTuningOptions
         if (PissaIterations > 0 && Adapter != AdapterKind.PiSSA) throw new ArgumentException($"PissaIterations applies to Adapter = PiSSA only, not {Adapter}.", nameof(PissaIterations));
         if (UseRsLora && Adapter is not (AdapterKind.Lora or AdapterKind.PiSSA or AdapterKind.OLoRA)) throw new ArgumentException($"UseRsLora applies to the LoRA family only, not {Adapter}.", nameof(UseRsLora));
         NotNegative(nameof(MiniR), MiniR, "0 means 1");
+        NotNegative(nameof(Threads), Threads, "0 means one per logical core");
         if (MiniR > 0 && Adapter != AdapterKind.MissMini) throw new ArgumentException($"MiniR applies to Adapter = MissMini only, not {Adapter}.", nameof(MiniR));
         if (AdapterDropout is < 0 or >= 1 || double.IsNaN(AdapterDropout)) throw new ArgumentOutOfRangeException(nameof(AdapterDropout), AdapterDropout, "AdapterDropout must be in [0, 1).");
         if (AdapterDropout > 0 && Adapter is AdapterKind.Bat or AdapterKind.FullFineTuning or AdapterKind.StateTuning) throw new ArgumentException($"AdapterDropout has no meaning for {Adapter} (PEFT's Bat has no adapter-input path to drop).", nameof(AdapterDropout));

@@ -56,6 +56,7 @@ public abstract class BoneTrainerBase<TTransformer> : IEstimator<TTransformer> w
         FitTask task = Begin(input, channel);
 
         var device = DeviceSelection.Choose(o.Device, _context);
+        Nn.TorchThreads.Ensure(o.Threads);
         // Everything random in this fit (a new head, adapter initial values, dropout, batch order) follows this
         // estimator's seed through generators of its own: concurrent fits do not share torch's global generator.
         using var random = new torch.Generator((ulong)Seed);
@@ -88,7 +89,7 @@ public abstract class BoneTrainerBase<TTransformer> : IEstimator<TTransformer> w
                 },
                 Adapter = o.Adapter,
                 AdapterConfigJson = config is null ? null : new PeftAdapterConfig(config, task.PeftTaskType).ToJson(),
-                MaxSequenceLength = task.MaxSequenceLength, BatchSize = o.BatchSize,
+                MaxSequenceLength = task.MaxSequenceLength, BatchSize = o.BatchSize, Threads = o.Threads,
             };
             return (TTransformer)task.CreateTransformer(new FineTunedModel(model, adapted, tokenizer, task.Complete(record)), result.History);
         }

@@ -49,6 +49,7 @@ internal sealed class FineTunedModel : IDisposable
     public T Use<T>(Func<IPretrainedModel, AdapterModel?, T> body)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        Nn.TorchThreads.Ensure(Record.Threads);
         return _base.Use(_adapterName, body);
     }
 

@@ -17,6 +17,8 @@ internal sealed record SavedModel
     public string? AdapterConfigJson { get; init; }
     public required int MaxSequenceLength { get; init; }
     public required int BatchSize { get; init; }
+    /// <summary>libtorch intra-op threads for scoring and generation; 0 = one per logical core.</summary>
+    public int Threads { get; init; }
     public TextClassificationSettings? TextClassification { get; init; }
     public CausalLMSettings? CausalLM { get; init; }
 
