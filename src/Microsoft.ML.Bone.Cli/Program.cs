@@ -11,4 +11,5 @@ var root = new RootCommand("bone: Bone / Bat / MiSS / LoRA adapters for Hugging 
     ClassifyCommand.Create(),
     LmCommand.Create(),
 };
+foreach (var command in BenchCommand.Create()) root.Subcommands.Add(command);
 return root.Parse(args).Invoke();

@@ -18,8 +18,11 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         ctx.save_data("grouping", vars[4]!);
         ctx.save_data("product", vars[5]!);
         ctx.save_data("hasBias", bias is not null);
-        using var merged = BatMath.MergedWeight(w, blocks, (BatGrouping)vars[4]!, (BatProduct)vars[5]!);
-        return nn.functional.linear(x, merged, bias);
+        // Every intermediate of W' (its handles included) is freed here, not when the caller's scope ends: otherwise each
+        // layer's [out, in] W' would stay alive until the end of the step, which is what checkpointing is to avoid.
+        using var scope = NewDisposeScope();
+        Tensor merged = BatMath.MergedWeight(w, blocks, (BatGrouping)vars[4]!, (BatProduct)vars[5]!);
+        return nn.functional.linear(x, merged, bias).MoveToOuterDisposeScope();
     }
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
@@ -30,6 +33,7 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         var product = (BatProduct)ctx.get_data("product");
         long outFeatures = w.shape[0], inFeatures = w.shape[1];
 
+        using var scope = NewDisposeScope();
         Tensor g2 = gradOutput.reshape(-1, outFeatures);
         Tensor gradBlocks;
         // dL/dW' = Σ_tokens gᵀ·x, then through W' = W + ΔW(W, B) to dL/dB.
@@ -48,6 +52,6 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         Tensor gradInput;
         using (Tensor merged = BatMath.MergedWeight(w, blocks, grouping, product)) gradInput = gradOutput.matmul(merged);
         Tensor? gradBias = (bool)ctx.get_data("hasBias") ? g2.sum(dim: 0) : null;
-        return [gradInput, null!, gradBlocks, gradBias!, null!, null!];
+        return [gradInput.MoveToOuterDisposeScope(), null!, gradBlocks.MoveToOuterDisposeScope(), gradBias?.MoveToOuterDisposeScope()!, null!, null!];
     }
 }
