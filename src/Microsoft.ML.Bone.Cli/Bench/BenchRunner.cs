@@ -50,6 +50,7 @@ internal static class BenchRunner
         string lm = "llama-512";
         foreach (var (m, state) in new[] { ("base", "base"), ("bone", "merged"), ("bone", "unmerged"), ("lora", "unmerged") })
             cases.Add(("infer", $"{lm}, 1×256 forward", Case(("kind", "infer"), ("model", lm), ("method", m), ("state", state), ("seq", 256), ("r", 8), ("steps", quick ? 3 : 5))));
+        cases.Add(("score", "roberta-small, 256 rows × 128 tokens, Transform", Case(("kind", "score"), ("model", "roberta-small"), ("method", "bone"), ("rows", 256), ("seq", 128), ("steps", 3))));
         foreach (int batch in new[] { 1, 4 })
         {
             cases.Add(("generate", $"{lm}, batch {batch}", Case(("kind", "generate"), ("model", lm), ("method", "base"), ("batch", batch), ("prompt", 32), ("tokens", quick ? 32 : 64), ("steps", 3))));
@@ -84,7 +85,8 @@ internal static class BenchRunner
         {
             c["threads"] = threads.ToString(CultureInfo.InvariantCulture);
             Dictionary<string, double> ours = Child(c);
-            Dictionary<string, double>? peer = python is null ? null : Peer(python, c);
+            // The peer has no ML.NET: scoring through Transform is ours alone.
+            Dictionary<string, double>? peer = python is null || c["kind"] == "score" ? null : Peer(python, c);
             rows.Add(new BenchRow(group, name, Label(c), ours, peer));
             Console.Error.WriteLine($"  {group} {name} {Label(c)}: {ours["seconds"] * 1000:F1} ms{(peer is null ? "" : $" / peer {peer["seconds"] * 1000:F1} ms")}");
         }

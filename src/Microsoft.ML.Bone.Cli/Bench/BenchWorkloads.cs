@@ -32,6 +32,7 @@ internal static class BenchWorkloads
             "generate" => Generate(c),
             "infer" => Infer(c),
             "matmul" => Matmul(c),
+            "score" => Score(c),
             _ => throw new ArgumentException($"unknown benchmark kind '{c["kind"]}'"),
         };
     }
@@ -198,6 +199,57 @@ internal static class BenchWorkloads
         double seconds;
         using (no_grad()) seconds = Median(Int(c, "steps", 5), () => lm.Forward(ids));
         return Report(seconds, (double)batch * seq, 2.0 * linear * batch * seq, rest);
+    }
+
+    private sealed class Row
+    {
+        public string Sentence1 { get; set; } = "";
+        public string Label { get; set; } = "";
+    }
+
+    // Batch scoring through ML.NET: rows/s of a fitted text classifier's Transform, consumed by a cursor.
+    private static Dictionary<string, double> Score(IReadOnlyDictionary<string, string> c)
+    {
+        string dir = Directory.CreateTempSubdirectory("bone-bench-score-").FullName;
+        try
+        {
+            var (model, _, linear, _, _) = Model(c["model"]);
+            ((RobertaForSequenceClassification)model).SaveConfigAndWeights(dir);
+            model.Dispose();
+            WriteByteLevelVocabulary(dir);
+            int rows = Int(c, "rows", 256), seq = Int(c, "seq", 128);
+            var ml = new MLContext(seed: 1);
+            string Sentence(int i) => string.Join(' ', Enumerable.Range(0, seq / 6).Select(w => $"w{(i * 31 + w * 7) % 997}"));
+            IDataView data = ml.Data.LoadFromEnumerable(Enumerable.Range(0, rows).Select(i => new Row { Sentence1 = Sentence(i), Label = (i % 2).ToString(CultureInfo.InvariantCulture) }).ToList());
+            var options = new BoneTextClassificationOptions { ModelPath = dir, Adapter = AdapterKind.Bone, Rank = 8, MaxSteps = 1, BatchSize = 16, MaxSequenceLength = seq, Threads = Int(c, "threads") };
+            ITransformer fitted = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Fit(ml.Data.TakeRows(data, 16));
+            long rest = Rss().Current;
+            double seconds = Median(Int(c, "steps", 3), () =>
+            {
+                IDataView scored = fitted.Transform(data);
+                using var cursor = scored.GetRowCursor([scored.Schema["Score"]]);
+                var getter = cursor.GetGetter<VBuffer<float>>(scored.Schema["Score"]);
+                VBuffer<float> score = default;
+                while (cursor.MoveNext()) getter(ref score);
+            });
+            ((IDisposable)fitted).Dispose();
+            return Report(seconds, rows, 2.0 * linear * rows * seq, rest);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    // RoBERTa's four specials and the 256 byte symbols of GPT-2's byte-level alphabet, no merges: every byte one token.
+    private static void WriteByteLevelVocabulary(string dir)
+    {
+        var vocabulary = new Dictionary<string, int> { ["<s>"] = 0, ["<pad>"] = 1, ["</s>"] = 2, ["<unk>"] = 3 };
+        int next = 256;
+        for (int b = 0; b < 256; b++)
+        {
+            bool printable = b is >= 33 and <= 126 or >= 161 and <= 172 or >= 174 and <= 255;
+            vocabulary[((char)(printable ? b : next++)).ToString()] = 4 + b;
+        }
+        File.WriteAllText(Path.Combine(dir, "vocab.json"), System.Text.Json.JsonSerializer.Serialize(vocabulary));
+        File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\n");
     }
 
     // The machine's fp32 / bf16 matrix-product rate, measured in the same run (the MFU denominator).
