@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.ML.Bone.Cli;
+using Microsoft.ML.Bone.Cli.Demo;
 
 var root = new RootCommand("bone: Bone / Bat / MiSS / LoRA adapters for Hugging Face checkpoints, in .NET.")
 {
