@@ -53,11 +53,13 @@ internal static class ClassifyCommand
                 GradientCheckpointing = p.GetValue(checkpointing),
             };
             IDataView? dev = p.GetValue(devFile) is { } devPath ? Load(ml, devPath, columns) : null;
-            var keys = columns.Regression ? null : ml.Transforms.Conversion.MapValueToKey("Label").Fit(data);
+            // Keys in sorted label order, not order of appearance: GLUE's F1 (MRPC, QQP) takes the second key as the
+            // positive class, which must be "1" whichever label the file's first row has.
+            var keys = columns.Regression ? null : ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: KeyOrdinality).Fit(data);
             if (dev is not null) options.ValidationSet = keys is null ? dev : keys.Transform(dev);
             IEstimator<ITransformer> pipeline = columns.Regression
                 ? ml.Bone.TextClassification(options)
-                : ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Bone.TextClassification(options)).Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+                : ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: KeyOrdinality).Append(ml.Bone.TextClassification(options)).Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
             ITransformer fitted = TrainingDisplay.WithProgressBar(progress => { options.Progress = progress; return pipeline.Fit(data); });
             var bone = ((IEnumerable<ITransformer>)fitted).OfType<BoneTextClassificationTransformer>().Concat(fitted is BoneTextClassificationTransformer b ? [b] : []).Single();
             Console.WriteLine(bone.ParameterSummary?.ToString() ?? "full fine-tuning");
@@ -101,6 +103,8 @@ internal static class ClassifyCommand
 
         return new Command("classify", "Text classification with Bone adapters: train, eval, predict.") { train, eval, predict };
     }
+
+    private const Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality KeyOrdinality = Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue;
 
     private static IDataView Load(MLContext ml, string path, Columns c, bool withLabel = true)
     {

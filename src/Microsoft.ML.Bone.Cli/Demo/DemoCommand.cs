@@ -82,6 +82,8 @@ internal static class DemoCommand
         {
             baseModel = modelPath ?? throw new ArgumentException("--train needs --model: the base checkpoint to fine-tune (a Hugging Face RoBERTa folder).");
             IDataView all = Load(ml, trainPath!, text, labelColumn);
+            // --max-rows caps the file before the split, so a held-out tenth stays a tenth of what is used.
+            if (maxRows > 0 && devPath is null) all = ml.Data.TakeRows(all, maxRows);
             if (devPath is not null) (trainRows, devRows) = (all, Load(ml, devPath, text, labelColumn));
             else
             {
