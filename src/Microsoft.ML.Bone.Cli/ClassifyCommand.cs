@@ -43,6 +43,11 @@ internal static class ClassifyCommand
         train.SetAction(p => CommandErrors.Run("classify train", () =>
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
+            string zipPath = p.GetValue(zip)!;
+            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
+            (string, string?)[] inputs = [("--model", p.GetValue(model)), ("--train", p.GetValue(trainFile)), ("--dev", p.GetValue(devFile))];
+            CliOutputs.CheckFile("--out", zipPath, inputs);
+            CliOutputs.CheckFile("--plot", png, [.. inputs, ("--out", zipPath)]);
             var ml = new MLContext(seed: 1);
             IDataView data = Load(ml, p.GetValue(trainFile)!, columns);
             if (p.GetValue(maxRows) > 0) data = ml.Data.TakeRows(data, p.GetValue(maxRows));
@@ -63,10 +68,8 @@ internal static class ClassifyCommand
             ITransformer fitted = TrainingDisplay.WithProgressBar(progress => { options.Progress = progress; return pipeline.Fit(data); });
             var bone = ((IEnumerable<ITransformer>)fitted).OfType<BoneTextClassificationTransformer>().Concat(fitted is BoneTextClassificationTransformer b ? [b] : []).Single();
             Console.WriteLine(bone.ParameterSummary?.ToString() ?? "full fine-tuning");
-            string zipPath = p.GetValue(zip)!;
-            ml.Model.Save(fitted, data.Schema, zipPath);
-            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
-            TrainingDisplay.SaveLossCurve(bone.TrainingHistory, png);
+            ml.Bone.SaveModel(fitted, data.Schema, zipPath);
+            CliOutputs.AfterSaving(zipPath, "loss curve", png, () => TrainingDisplay.SaveLossCurve(bone.TrainingHistory, png));
             Console.WriteLine($"saved {zipPath}; loss curve {png}");
             if (dev is not null) PrintMetrics(ml, fitted.Transform(dev), p.GetValue(task), columns);
             return 0;

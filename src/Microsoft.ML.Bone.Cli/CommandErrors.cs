@@ -14,6 +14,12 @@ internal static class CommandErrors
             Console.Error.WriteLine($"bone {command}: error: {OneLine(e.Message)}");
             return 1;
         }
+        catch (Exception e) when (Environment.GetEnvironmentVariable("BONE_STACK_TRACES") != "1")
+        {
+            // Anything else is a defect, not a user mistake: still one line (BONE_STACK_TRACES=1 shows the trace).
+            Console.Error.WriteLine($"bone {command}: internal error ({e.GetType().Name}): {OneLine(e.Message)}");
+            return 70;
+        }
     }
 
     private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();

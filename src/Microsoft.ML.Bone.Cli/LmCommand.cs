@@ -44,6 +44,11 @@ internal static class LmCommand
         var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, miniR, adapterDropout, threads, epochs, batch, lr, maxLength, maxNew, zip, plot, checkpointing, dtype };
         train.SetAction(p => CommandErrors.Run("lm train", () =>
         {
+            string zipPath = p.GetValue(zip)!;
+            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
+            (string, string?)[] inputs = [("--model", p.GetValue(model)), ("--tokenizer", p.GetValue(tokenizer)), ("--train", p.GetValue(trainFile))];
+            CliOutputs.CheckFile("--out", zipPath, inputs);
+            CliOutputs.CheckFile("--plot", png, [.. inputs, ("--out", zipPath)]);
             var ml = new MLContext(seed: 1);
             IDataView data = Load(ml, p.GetValue(trainFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
             var options = new BoneCausalLMOptions
@@ -54,10 +59,8 @@ internal static class LmCommand
             };
             BoneCausalLMTransformer fitted = TrainingDisplay.WithProgressBar(progress => { options.Progress = progress; return ml.Bone.CausalLM(options).Fit(data); });
             Console.WriteLine(fitted.ParameterSummary?.ToString() ?? "full fine-tuning");
-            string zipPath = p.GetValue(zip)!;
-            ml.Model.Save(fitted, data.Schema, zipPath);
-            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
-            TrainingDisplay.SaveLossCurve(fitted.TrainingHistory, png);
+            ml.Bone.SaveModel(fitted, data.Schema, zipPath);
+            CliOutputs.AfterSaving(zipPath, "loss curve", png, () => TrainingDisplay.SaveLossCurve(fitted.TrainingHistory, png));
             Console.WriteLine($"saved {zipPath}; loss curve {png}");
             return 0;
         }));
@@ -68,8 +71,9 @@ internal static class LmCommand
         eval.SetAction(p => CommandErrors.Run("lm eval", () =>
         {
             var ml = new MLContext(seed: 1);
-            var loaded = (BoneCausalLMTransformer)ml.Bone.LoadModel(p.GetValue(modelZip)!, out _);
+            // The data first: a mistake there is found in a moment, before a model of gigabytes is loaded.
             IDataView data = Load(ml, p.GetValue(dataFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
+            var loaded = (BoneCausalLMTransformer)ml.Bone.LoadModel(p.GetValue(modelZip)!, out _);
             Console.WriteLine(ml.Bone.EvaluateCausalLM(loaded.Transform(data)));
             return 0;
         }));
@@ -92,7 +96,7 @@ internal static class LmCommand
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.");
         var rows = new List<Pair>();
         int line = 0;
-        foreach (string text in File.ReadLines(path))
+        foreach (string text in Microsoft.ML.Bone.IO.InputFile.ReadLines(path))
         {
             line++;
             if (string.IsNullOrWhiteSpace(text)) continue;
@@ -105,6 +109,7 @@ internal static class LmCommand
             catch (JsonException e) { throw new InvalidDataException($"{path}:{line}: not valid JSON ({e.Message})."); }
             if (maxRows > 0 && rows.Count == maxRows) break;
         }
+        if (rows.Count == 0) throw new InvalidDataException($"{path}: no examples (the file is empty or has only blank lines).");
         return ml.Data.LoadFromEnumerable(rows);
     }
 }

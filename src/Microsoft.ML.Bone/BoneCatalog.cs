@@ -25,8 +25,7 @@ public sealed partial class BoneCatalog
     /// </summary>
     public ITransformer LoadModel(string path, out DataViewSchema inputSchema, string? baseModelPath = null)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: model zip not found.", path);
-        using var stream = File.OpenRead(path);
+                using var stream = IO.InputFile.OpenRead(path);
         return LoadModel(stream, out inputSchema, baseModelPath);
     }
 
@@ -50,6 +49,21 @@ public sealed partial class BoneCatalog
                 throw;
             }
         }
+    }
+
+    /// <summary>
+    /// Saves a model zip as <c>mlContext.Model.Save</c> does, but atomically: the zip is written to a temporary file
+    /// beside <paramref name="path"/>, flushed to disk and renamed over it, so an interrupted save (a kill, a full disk)
+    /// leaves the earlier model at <paramref name="path"/> intact. ML.NET's own scratch folder goes under this process's
+    /// temporary folder, which the next run removes if this one is killed.
+    /// </summary>
+    public void SaveModel(ITransformer model, DataViewSchema inputSchema, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (Directory.Exists(path)) throw new IOException($"{path}: is a directory; give the model zip's file name.");
+        var saver = new MLContext { TempFilePath = IO.TempPaths.ProcessDirectory };
+        IO.AtomicFile.Write(path, stream => saver.Model.Save(model, inputSchema, stream));
     }
 
     private static Exception Innermost(Exception e)

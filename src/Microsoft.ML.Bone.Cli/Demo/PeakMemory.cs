@@ -8,13 +8,19 @@ namespace Microsoft.ML.Bone.Cli.Demo;
 /// </summary>
 internal sealed class PeakMemory : IDisposable
 {
-    private readonly long _start = Current();
+    private readonly long _start;
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _sampler;
     private long _peak;
 
     public PeakMemory()
     {
+        // Each run starts from a heap handed back to the OS: otherwise a second run reuses what the first one grew
+        // and looks lighter than it is.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        TrimNativeHeap();
+        _start = Current();
         _peak = _start;
         _sampler = new Thread(() =>
         {
@@ -32,6 +38,16 @@ internal sealed class PeakMemory : IDisposable
         _sampler.Join();
         _stop.Dispose();
     }
+
+    private static void TrimNativeHeap()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { _ = malloc_trim(0); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }   // not glibc (musl)
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
 
     private static long Current()
     {

@@ -135,7 +135,7 @@ public static class PeftAdapterConversion
     private static void WriteAtomically(string outputDirectory, string json, List<KeyValuePair<string, Tensor>> tensors)
     {
         string full = Path.GetFullPath(outputDirectory);
-        string temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.tmp-{Guid.NewGuid():N}");
+        string temp = TempPaths.Sibling(full);
         try
         {
             PeftAdapterDirectory.Write(temp, json, tensors);

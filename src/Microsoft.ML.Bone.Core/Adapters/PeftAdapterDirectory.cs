@@ -49,7 +49,7 @@ public static class PeftAdapterDirectory
         if (!Directory.Exists(directory)) throw new FileNotFoundException($"{directory}: adapter directory not found.");
         string configPath = Path.Combine(directory, PeftAdapterConfig.FileName);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: not found; an adapter directory needs {PeftAdapterConfig.FileName}.");
-        PeftAdapterConfig config = PeftAdapterConfig.Parse(File.ReadAllText(configPath), configPath);
+        PeftAdapterConfig config = PeftAdapterConfig.Parse(IO.InputFile.ReadAllText(configPath), configPath);
 
         string weightsPath = Path.Combine(directory, WeightsFileName);
         if (!File.Exists(weightsPath))

@@ -31,7 +31,7 @@ public static class PeftCheckpointMerger
         if (!Directory.Exists(modelDirectory)) throw new FileNotFoundException($"{modelDirectory}: model directory not found.");
         string configPath = Path.Combine(modelDirectory, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: not found; a Hugging Face model directory needs config.json.");
-        try { System.Text.Json.JsonDocument.Parse(File.ReadAllText(configPath)).Dispose(); }
+        try { System.Text.Json.JsonDocument.Parse(IO.InputFile.ReadAllText(configPath)).Dispose(); }
         catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message}).", e); }
         if (Directory.Exists(outputDirectory) && Directory.EnumerateFileSystemEntries(outputDirectory).Any())
             throw new IOException($"{outputDirectory}: output directory exists and is not empty.");
@@ -43,7 +43,7 @@ public static class PeftCheckpointMerger
         {
             using var checkpoint = SafetensorsCheckpoint.Open(modelDirectory);
             Plan plan = BuildPlan(adapter.Config, format, tensors, checkpoint, adapterFile);
-            string temp = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(outputDirectory))!, $".{Path.GetFileName(Path.GetFullPath(outputDirectory))}.tmp-{Guid.NewGuid():N}");
+            string temp = TempPaths.Sibling(outputDirectory);
             try
             {
                 Directory.CreateDirectory(temp);

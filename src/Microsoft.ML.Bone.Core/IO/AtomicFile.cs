@@ -1,6 +1,9 @@
 namespace Microsoft.ML.Bone.IO;
 
-/// <summary>Writes files so that readers see either the old file or the complete new one, never half of it.</summary>
+/// <summary>
+/// Writes files so that readers see either the old file or the complete new one, never half of it: a kill at any moment
+/// leaves the old file intact, and the temporary file it leaves is removed by the next write to the same path.
+/// </summary>
 public static class AtomicFile
 {
     /// <summary>
@@ -12,7 +15,7 @@ public static class AtomicFile
         string full = Path.GetFullPath(path);
         string directory = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: directory not found (writing {Path.GetFileName(full)}).");
-        string temp = Path.Combine(directory, $".{Path.GetFileName(full)}.tmp-{Guid.NewGuid():N}");
+        string temp = TempPaths.Sibling(full);
         try
         {
             using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))

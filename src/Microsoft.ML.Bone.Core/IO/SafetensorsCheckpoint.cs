@@ -130,7 +130,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
     private static SafetensorsCheckpoint FromIndex(string directory, string indexPath)
     {
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(indexPath)); }
+        try { root = JsonNode.Parse(InputFile.ReadAllText(indexPath)); }
         catch (JsonException e) { throw new InvalidDataException($"{indexPath}: not valid JSON ({e.Message})."); }
         if (root is not JsonObject o || o["weight_map"] is not JsonObject weightMap)
             throw new InvalidDataException($"{indexPath}: expected an object with a \"weight_map\" object.");

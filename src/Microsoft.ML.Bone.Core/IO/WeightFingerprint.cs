@@ -25,7 +25,7 @@ public sealed class WeightFingerprint
     }
 
     /// <summary>Records a whole file's bytes under its file name (small files such as <c>config.json</c>).</summary>
-    public void AddFile(string path) => Add(Path.GetFileName(path), "", SHA256.HashData(File.ReadAllBytes(path)));
+    public void AddFile(string path) => Add(Path.GetFileName(path), "", SHA256.HashData(InputFile.ReadAllBytes(path)));
 
     /// <summary>Records <paramref name="bytes"/> as part <paramref name="part"/> of <paramref name="file"/> (a file read piece by piece).</summary>
     public unsafe void AddBytes(string file, string part, ReadOnlySpan<byte> bytes)

@@ -27,7 +27,7 @@ public sealed class HfConfig
     {
         string path = Directory.Exists(directoryOrFile) ? Path.Combine(directoryOrFile, "config.json") : directoryOrFile;
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found; a Hugging Face model directory needs config.json.", path);
-        return Parse(File.ReadAllText(path), path);
+        return Parse(IO.InputFile.ReadAllText(path), path);
     }
 
     /// <summary>Parses config JSON text; <paramref name="source"/> names it in errors.</summary>

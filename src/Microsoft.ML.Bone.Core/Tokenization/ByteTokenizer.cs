@@ -39,7 +39,7 @@ public sealed class ByteTokenizer : ByteSequenceTokenizer
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found.", path);
-        return Load(File.ReadAllBytes(path), path);
+        return Load(IO.InputFile.ReadAllBytes(path), path);
     }
 
     /// <summary>

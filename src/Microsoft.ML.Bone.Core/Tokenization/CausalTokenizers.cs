@@ -15,7 +15,7 @@ public static class CausalTokenizers
     public static TokenizerFiles Locate(string modelPath, string? tokenizerPath)
     {
         if (tokenizerPath is not null && File.Exists(tokenizerPath))
-            return new TokenizerFiles(new Dictionary<string, byte[]> { [KindOf(tokenizerPath)] = File.ReadAllBytes(tokenizerPath) }, Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!);
+            return new TokenizerFiles(new Dictionary<string, byte[]> { [KindOf(tokenizerPath)] = IO.InputFile.ReadAllBytes(tokenizerPath) }, Path.GetDirectoryName(Path.GetFullPath(tokenizerPath))!);
         string directory = tokenizerPath ?? (Directory.Exists(modelPath) ? modelPath : Path.GetDirectoryName(Path.GetFullPath(modelPath))!);
         if (!Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: tokenizer folder not found.");
         TokenizerFiles files = TokenizerFiles.FromDirectory(directory, FileNames);

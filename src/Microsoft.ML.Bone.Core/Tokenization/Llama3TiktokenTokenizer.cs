@@ -34,7 +34,7 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
     public int IdLimit => _bos + 256;
 
     /// <summary>True when <paramref name="path"/> looks like a tiktoken rank file rather than a SentencePiece model.</summary>
-    public static bool IsTiktokenFile(string path) => IsTiktoken(File.ReadAllBytes(path));
+    public static bool IsTiktokenFile(string path) => IsTiktoken(IO.InputFile.ReadAllBytes(path));
 
     /// <summary>True when <paramref name="content"/> starts like a tiktoken rank file ("base64 rank" lines) rather than a SentencePiece protobuf.</summary>
     public static bool IsTiktoken(byte[] content)
@@ -48,7 +48,7 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
     public static Llama3TiktokenTokenizer Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found.", path);
-        return Load(File.ReadAllBytes(path), path);
+        return Load(IO.InputFile.ReadAllBytes(path), path);
     }
 
     /// <summary>

@@ -40,7 +40,7 @@ public sealed class LlamaSentencePieceTokenizer : ICausalTokenizer
     {
         string path = Directory.Exists(directoryOrFile) ? Path.Combine(directoryOrFile, "tokenizer.model") : directoryOrFile;
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found; LLaMA-2 models need a SentencePiece tokenizer.model.", path);
-        return Load(File.ReadAllBytes(path), path);
+        return Load(IO.InputFile.ReadAllBytes(path), path);
     }
 
     /// <summary>Loads a SentencePiece model's bytes; <paramref name="source"/> names it in errors.</summary>

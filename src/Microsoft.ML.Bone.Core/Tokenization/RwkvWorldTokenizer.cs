@@ -59,7 +59,7 @@ public sealed class RwkvWorldTokenizer : ByteSequenceTokenizer
     {
         ArgumentNullException.ThrowIfNull(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found; RWKV World models need {FileName}.", path);
-        return Load(File.ReadAllBytes(path), path);
+        return Load(IO.InputFile.ReadAllBytes(path), path);
     }
 
     /// <summary>

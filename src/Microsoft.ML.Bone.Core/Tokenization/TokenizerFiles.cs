@@ -23,5 +23,5 @@ public sealed class TokenizerFiles(IReadOnlyDictionary<string, byte[]> files, st
 
     /// <summary>Reads the existing files among <paramref name="names"/> from <paramref name="directory"/>.</summary>
     public static TokenizerFiles FromDirectory(string directory, IEnumerable<string> names) =>
-        new(names.Where(n => File.Exists(Path.Combine(directory, n))).ToDictionary(n => n, n => File.ReadAllBytes(Path.Combine(directory, n))), directory);
+        new(names.Where(n => File.Exists(Path.Combine(directory, n))).ToDictionary(n => n, n => IO.InputFile.ReadAllBytes(Path.Combine(directory, n))), directory);
 }

@@ -32,6 +32,11 @@ public static class AdapterTrainingLoop
     /// <param name="progress">Receives a report after every optimizer step and every validation.</param>
     /// <param name="log">Receives one line per epoch, validation and every 10% of the steps.</param>
     /// <param name="cancellationToken">Checked before every micro-batch.</param>
+    /// <remarks>
+    /// A step whose loss or gradients are not finite is skipped with a warning in <paramref name="log"/>; after
+    /// <see cref="TrainingOptions.MaxConsecutiveNonFiniteSteps"/> such steps in a row, training stops with an
+    /// <see cref="InvalidOperationException"/>.
+    /// </remarks>
     public static TrainingResult Run(
         nn.Module model, IReadOnlyList<Parameter> trainable, IReadOnlyList<int> lengths, Func<int[], BatchLoss> lossOf,
         Func<double>? validate, TrainingOptions options, IProgress<TrainingProgress>? progress = null,
@@ -56,6 +61,13 @@ public static class AdapterTrainingLoop
         }
     }
 
+    private static double GradientNorm(IReadOnlyList<Parameter> trainable)
+    {
+        using var scope = NewDisposeScope();
+        var norms = trainable.Where(p => p.grad is not null).Select(p => p.grad!.norm()).ToArray();
+        return norms.Length == 0 ? 0 : stack(norms).norm().item<float>();
+    }
+
     private static TrainingResult RunSeeded(
         nn.Module model, IReadOnlyList<Parameter> trainable, IReadOnlyList<int> lengths, Func<int[], BatchLoss> lossOf,
         Func<double>? validate, TrainingOptions options, IProgress<TrainingProgress>? progress, Action<string>? log,
@@ -71,7 +83,7 @@ public static class AdapterTrainingLoop
         var history = new List<TrainingProgress>();
         var clock = Stopwatch.StartNew();
         long tokens = 0;
-        int step = 0, sinceImprovement = 0;
+        int step = 0, sinceImprovement = 0, nonFiniteInARow = 0;
         double? best = null;
         Dictionary<Parameter, Tensor>? bestWeights = null;
         bool stoppedEarly = false;
@@ -101,9 +113,21 @@ public static class AdapterTrainingLoop
                         loss += batch.Loss.item<float>() / micro;
                         tokens += batch.Tokens;
                     }
-                    if (!double.IsFinite(loss)) throw new InvalidOperationException($"The training loss became {loss} at step {step + 1}; lower the learning rate.");
-                    if (options.MaxGradNorm > 0) nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm);
-                    optimizer.step();
+                    // A non-finite loss or gradient would poison the adapter and AdamW's moments for good: skip the update.
+                    double norm = !double.IsFinite(loss) ? double.NaN
+                        : options.MaxGradNorm > 0 ? nn.utils.clip_grad_norm_(trainable, options.MaxGradNorm) : GradientNorm(trainable);
+                    if (double.IsFinite(norm))
+                    {
+                        optimizer.step();
+                        nonFiniteInARow = 0;
+                    }
+                    else
+                    {
+                        nonFiniteInARow++;
+                        log?.Invoke($"warning: step {step + 1} skipped, its {(double.IsFinite(loss) ? "gradient norm" : "loss")} is {(double.IsFinite(loss) ? norm : loss)}");
+                        if (nonFiniteInARow >= options.MaxConsecutiveNonFiniteSteps)
+                            throw new InvalidOperationException($"Training stopped at step {step + 1}: the loss or gradients were not finite in {nonFiniteInARow} steps in a row; lower the learning rate (or check the data).");
+                    }
                 }
                 step++;
 

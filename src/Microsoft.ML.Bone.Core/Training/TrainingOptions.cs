@@ -42,11 +42,18 @@ public sealed class TrainingOptions
     /// <summary>Seed for batch order and dropout. Default 1.</summary>
     public int Seed { get; set; } = 1;
 
+    /// <summary>
+    /// Optimizer steps in a row whose loss or gradients are not finite (each is skipped: no update) before training
+    /// stops with an error. Default 5.
+    /// </summary>
+    public int MaxConsecutiveNonFiniteSteps { get; set; } = 5;
+
     /// <summary>Checks values; errors name the option.</summary>
     public void Validate()
     {
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
         if (BatchSize <= 0) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "must be positive");
+        if (MaxConsecutiveNonFiniteSteps <= 0) throw new ArgumentOutOfRangeException(nameof(MaxConsecutiveNonFiniteSteps), MaxConsecutiveNonFiniteSteps, "must be positive");
         if (GradientAccumulationSteps <= 0) throw new ArgumentOutOfRangeException(nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be positive");
         if (Epochs <= 0) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "must be positive");
         if (MaxSteps < 0) throw new ArgumentOutOfRangeException(nameof(MaxSteps), MaxSteps, "must be ≥ 0");

@@ -12,7 +12,7 @@ internal static class BaseModelIdentity
 {
     /// <summary>The record of the files in <paramref name="fingerprint"/>, found in <paramref name="path"/> (a folder or a single file).</summary>
     public static Dictionary<string, FileIdentity> Record(string path, WeightFingerprint fingerprint) =>
-        fingerprint.Digests().ToDictionary(f => f.Key, f => new FileIdentity(new FileInfo(FileIn(path, f.Key)).Length, f.Value), StringComparer.Ordinal);
+        fingerprint.Digests().ToDictionary(f => f.Key, f => new FileIdentity(new FileInfo(IO.InputFile.Resolve(FileIn(path, f.Key))).Length, f.Value), StringComparer.Ordinal);
 
     /// <summary>Throws, naming the file, when one of the recorded files is missing or has another size.</summary>
     public static void CheckSizes(string path, IReadOnlyDictionary<string, FileIdentity> files)
@@ -24,7 +24,7 @@ internal static class BaseModelIdentity
             string file = File.Exists(path) && files.Count == 1 ? path : FileIn(path, name);
             if (!File.Exists(file))
                 throw new InvalidDataException($"The base model in '{path}' has no '{name}', which the saved model was trained on.");
-            long size = new FileInfo(file).Length;
+            long size = new FileInfo(IO.InputFile.Resolve(file)).Length;
             if (size != identity.Size)
                 throw new InvalidDataException($"The base model file '{file}' has {size} bytes, but the saved model was trained on one of {identity.Size} bytes: it is a different base model.");
         }

@@ -173,7 +173,7 @@ internal sealed class FineTunedModel : IDisposable
         updated = record;
         if (record.Base.Embedded)
         {
-            string temp = Directory.CreateTempSubdirectory("bone-load-").FullName;
+            string temp = Directory.CreateDirectory(TempPaths.NewScratchPath("embedded-base-")).FullName;
             try
             {
                 ZipTensors.LoadFile(ctx, BaseConfigEntry, Path.Combine(temp, "config.json"));

@@ -38,7 +38,7 @@ internal static class ZipTensors
     /// <summary>Reads a safetensors blob from a zip entry into CPU tensors.</summary>
     public static Dictionary<string, Tensor> Load(object ctx, string name)
     {
-        string temp = Path.Combine(Path.GetTempPath(), $"bone-{Guid.NewGuid():N}.safetensors");
+        string temp = TempPaths.NewScratchPath("zip-tensors-", ".safetensors");
         try
         {
             LoadFile(ctx, name, temp);

@@ -126,6 +126,42 @@ public sealed class AdapterTrainingLoopTests
     }
 
     [TestMethod]
+    public void NonFiniteStepsAreSkippedAndTooManyInARowStopTraining()
+    {
+        using var scope = NewDisposeScope();
+        var data = Task();
+        var (model, adapted) = Model();
+        var lines = new List<string>();
+        int call = 0;
+        // Micro-batch 3 (step 3) yields a NaN loss: that step must not move the adapter, the others train as usual.
+        Dictionary<string, Tensor>? beforeBad = null, afterBad = null;
+        BatchLoss LossOf(int[] idx)
+        {
+            call++;
+            var trainable = adapted.TrainableParameters().ToList();
+            if (call == 3) beforeBad = trainable.Select((p, i) => (i, p)).ToDictionary(t => t.i.ToString(), t => t.p.detach().clone().DetachFromDisposeScope());
+            if (call == 4) afterBad = trainable.Select((p, i) => (i, p)).ToDictionary(t => t.i.ToString(), t => t.p.detach().clone().DetachFromDisposeScope());
+            Tensor index = tensor(idx.Select(i => (long)i).ToArray());
+            Tensor loss = nn.functional.cross_entropy(model.call(data.X.index_select(0, index)), data.Y.index_select(0, index));
+            return new BatchLoss(call == 3 ? loss * float.NaN : loss, idx.Length * 8);
+        }
+        var options = new TrainingOptions { LearningRate = 1e-2, BatchSize = 8, Epochs = 1, MaxGradNorm = 0 };
+        var result = AdapterTrainingLoop.Run(model, adapted.TrainableParameters().ToList(), Enumerable.Repeat(8, 64).ToList(), LossOf, null, options, log: lines.Add);
+        Assert.AreEqual(8, result.StepsRun);
+        Assert.IsTrue(lines.Any(l => l.Contains("step 3 skipped") && l.Contains("NaN")), string.Join("\n", lines));
+        foreach (var (key, before) in beforeBad!) Assert.IsTrue(before.eq(afterBad![key]).all().item<bool>(), "the skipped step changed nothing");
+        Assert.IsTrue(adapted.TrainableParameters().All(p => isfinite(p).all().item<bool>()), "no NaN reached the adapter");
+
+        // Always NaN: training stops after MaxConsecutiveNonFiniteSteps with an error that says what to do.
+        var (model2, adapted2) = Model();
+        var error = Assert.ThrowsExactly<InvalidOperationException>(() => AdapterTrainingLoop.Run(model2, adapted2.TrainableParameters().ToList(), Enumerable.Repeat(8, 64).ToList(),
+            idx => new BatchLoss(model2.call(data.X.index_select(0, tensor(idx.Select(i => (long)i).ToArray()))).sum() * float.NaN, idx.Length * 8),
+            null, new TrainingOptions { LearningRate = 1e-2, BatchSize = 8, Epochs = 1, MaxConsecutiveNonFiniteSteps = 3 }));
+        StringAssert.Contains(error.Message, "not finite in 3 steps in a row");
+        Assert.IsTrue(adapted2.TrainableParameters().All(p => isfinite(p).all().item<bool>()), "the adapter is left as it was");
+    }
+
+    [TestMethod]
     public void CancellationStopsTraining()
     {
         using var scope = NewDisposeScope();

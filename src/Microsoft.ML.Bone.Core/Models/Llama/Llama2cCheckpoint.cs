@@ -34,7 +34,7 @@ public static class Llama2cCheckpoint
         var model = new LlamaForCausalLM(config, ParameterPlacement.ForLoading(options.DType ?? ScalarType.Float32, options.Device));
         try
         {
-            using SafeFileHandle file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+            using SafeFileHandle file = File.OpenHandle(IO.InputFile.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
             using var noGrad = no_grad();
             var parameters = model.state_dict();
             foreach (var (name, offset, shape, heads) in layout)
@@ -70,7 +70,7 @@ public static class Llama2cCheckpoint
         long length = new FileInfo(path).Length;
         if (length < 28) throw new InvalidDataException($"{path}: {length} bytes is too short for the 28-byte llama2.c header.");
         var header = new int[7];
-        using (var stream = File.OpenRead(path))
+        using (var stream = IO.InputFile.OpenRead(path))
         using (var reader = new BinaryReader(stream))
             for (int i = 0; i < 7; i++) header[i] = reader.ReadInt32();
         if (header[0] == VersionedMagic) throw new InvalidDataException($"{path}: this is a versioned llama2.c export (magic \"ak42\"); only the legacy format is supported.");

@@ -47,9 +47,9 @@ public sealed unsafe class RwkvCppFile : IDisposable
     /// <summary>True when the file starts with rwkv.cpp's magic.</summary>
     public static bool IsRwkvCppFile(string path)
     {
-        if (!File.Exists(path) || new FileInfo(path).Length < 24) return false;
+        if (!File.Exists(path) || new FileInfo(IO.InputFile.Resolve(path)).Length < 24) return false;
         Span<byte> head = stackalloc byte[4];
-        using var stream = File.OpenRead(path);
+        using var stream = IO.InputFile.OpenRead(path);
         return stream.Read(head) == 4 && BinaryPrimitives.ReadInt32LittleEndian(head) == Magic;
     }
 
@@ -57,7 +57,7 @@ public sealed unsafe class RwkvCppFile : IDisposable
     public static RwkvCppFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
-        SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        SafeFileHandle handle = File.OpenHandle(IO.InputFile.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {
             long length = RandomAccess.GetLength(handle);
