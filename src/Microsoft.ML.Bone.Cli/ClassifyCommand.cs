@@ -39,7 +39,9 @@ internal static class ClassifyCommand
         var zip = new Option<string>("--out") { Description = "Model zip to write.", Required = true };
         var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each layer in the backward pass: far less memory, about a third more compute." };
+        var checkpoints = new CheckpointFlags();
         var train = new Command("train", "Fine-tune and save an ML.NET model zip.") { model, trainFile, devFile, text, text2, label, regression, task, adapter, rank, miniR, adapterDropout, threads, epochs, batch, lr, maxLength, maxRows, zip, plot, checkpointing };
+        foreach (Option option in checkpoints.All) train.Options.Add(option);
         train.SetAction(p => CommandErrors.Run("classify train", () =>
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
@@ -48,7 +50,7 @@ internal static class ClassifyCommand
             (string, string?)[] inputs = [("--model", p.GetValue(model)), ("--train", p.GetValue(trainFile)), ("--dev", p.GetValue(devFile))];
             CliOutputs.CheckFile("--out", zipPath, inputs);
             CliOutputs.CheckFile("--plot", png, [.. inputs, ("--out", zipPath)]);
-            var ml = new MLContext(seed: 1);
+            var ml = CliLog.Attach(new MLContext(seed: 1));
             IDataView data = Load(ml, p.GetValue(trainFile)!, columns);
             if (p.GetValue(maxRows) > 0) data = ml.Data.TakeRows(data, p.GetValue(maxRows));
             var options = new BoneTextClassificationOptions
@@ -57,6 +59,7 @@ internal static class ClassifyCommand
                 LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), Sentence2ColumnName = columns.Text2 is null ? null : "Sentence2",
                 GradientCheckpointing = p.GetValue(checkpointing),
             };
+            checkpoints.Apply(p, options);
             IDataView? dev = p.GetValue(devFile) is { } devPath ? Load(ml, devPath, columns) : null;
             // Keys in sorted label order, not order of appearance: GLUE's F1 (MRPC, QQP) takes the second key as the
             // positive class, which must be "1" whichever label the file's first row has.
@@ -83,7 +86,7 @@ internal static class ClassifyCommand
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
             var ml = new MLContext(seed: 1);
-            ITransformer loaded = ml.Bone.LoadModel(p.GetValue(modelZip)!, out _, p.GetValue(baseModel));
+            ITransformer loaded = CliModels.Classifier(ml, p.GetValue(modelZip)!, out _, p.GetValue(baseModel));
             PrintMetrics(ml, loaded.Transform(Load(ml, p.GetValue(dataFile)!, columns)), p.GetValue(task), columns);
             return 0;
         }));
@@ -93,7 +96,7 @@ internal static class ClassifyCommand
         predict.SetAction(p => CommandErrors.Run("classify predict", () =>
         {
             var ml = new MLContext(seed: 1);
-            ITransformer loaded = ml.Bone.LoadModel(p.GetValue(modelZip)!, out DataViewSchema inputSchema, p.GetValue(baseModel));
+            ITransformer loaded = CliModels.Classifier(ml, p.GetValue(modelZip)!, out DataViewSchema inputSchema, p.GetValue(baseModel));
             // A classification pipeline starts by mapping Label to keys, so it needs a Label column even when there are no
             // labels to read: the text column stands in, and its values map to the missing key.
             bool needsLabel = inputSchema.GetColumnOrNull("Label")?.Type is TextDataViewType;

@@ -41,7 +41,9 @@ internal static class LmCommand
         var plot = new Option<string?>("--plot") { Description = "Loss-curve PNG (default: next to the zip)." };
         var checkpointing = new Option<bool>("--gradient-checkpointing") { Description = "Recompute each layer in the backward pass: far less memory, about a third more compute." };
         var dtype = new Option<BaseDType>("--dtype") { Description = "Precision of the frozen base: Float32, BFloat16 or Float16.", DefaultValueFactory = _ => BaseDType.Float32 };
+        var checkpoints = new CheckpointFlags();
         var train = new Command("train", "Instruction-tune and save an ML.NET model zip.") { model, tokenizer, trainFile, promptField, responseField, maxRows, adapter, rank, miniR, adapterDropout, threads, epochs, batch, lr, maxLength, maxNew, zip, plot, checkpointing, dtype };
+        foreach (Option option in checkpoints.All) train.Options.Add(option);
         train.SetAction(p => CommandErrors.Run("lm train", () =>
         {
             string zipPath = p.GetValue(zip)!;
@@ -49,7 +51,7 @@ internal static class LmCommand
             (string, string?)[] inputs = [("--model", p.GetValue(model)), ("--tokenizer", p.GetValue(tokenizer)), ("--train", p.GetValue(trainFile))];
             CliOutputs.CheckFile("--out", zipPath, inputs);
             CliOutputs.CheckFile("--plot", png, [.. inputs, ("--out", zipPath)]);
-            var ml = new MLContext(seed: 1);
+            var ml = CliLog.Attach(new MLContext(seed: 1));
             IDataView data = Load(ml, p.GetValue(trainFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
             var options = new BoneCausalLMOptions
             {
@@ -57,6 +59,7 @@ internal static class LmCommand
                 BatchSize = p.GetValue(batch), LearningRate = p.GetValue(lr), MaxSequenceLength = p.GetValue(maxLength), MaxNewTokens = p.GetValue(maxNew),
                 GradientCheckpointing = p.GetValue(checkpointing), DType = p.GetValue(dtype),
             };
+            checkpoints.Apply(p, options);
             BoneCausalLMTransformer fitted = TrainingDisplay.WithProgressBar(progress => { options.Progress = progress; return ml.Bone.CausalLM(options).Fit(data); });
             Console.WriteLine(fitted.ParameterSummary?.ToString() ?? "full fine-tuning");
             ml.Bone.SaveModel(fitted, data.Schema, zipPath);
@@ -73,7 +76,7 @@ internal static class LmCommand
             var ml = new MLContext(seed: 1);
             // The data first: a mistake there is found in a moment, before a model of gigabytes is loaded.
             IDataView data = Load(ml, p.GetValue(dataFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
-            var loaded = (BoneCausalLMTransformer)ml.Bone.LoadModel(p.GetValue(modelZip)!, out _);
+            var loaded = CliModels.CausalLM(ml, p.GetValue(modelZip)!);
             Console.WriteLine(ml.Bone.EvaluateCausalLM(loaded.Transform(data)));
             return 0;
         }));
@@ -83,7 +86,7 @@ internal static class LmCommand
         generate.SetAction(p => CommandErrors.Run("lm generate", () =>
         {
             var ml = new MLContext(seed: 1);
-            var loaded = (BoneCausalLMTransformer)ml.Bone.LoadModel(p.GetValue(modelZip)!, out _);
+            var loaded = CliModels.CausalLM(ml, p.GetValue(modelZip)!);
             Console.WriteLine(loaded.Complete([p.GetValue(prompt)!])[0]);
             return 0;
         }));

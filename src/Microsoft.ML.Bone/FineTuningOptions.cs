@@ -133,6 +133,14 @@ public abstract class FineTuningOptions
         NotNegative(nameof(Alpha), Alpha, "0 means 2 × rank");
         NotNegative(nameof(LearningRate), LearningRate, "0 picks the adapter's default");
         NotNegative(nameof(MaxSteps), MaxSteps, "0 means no cap");
+        if (CheckpointDirectory is not null)
+        {
+            if (string.IsNullOrWhiteSpace(CheckpointDirectory)) throw new ArgumentException("CheckpointDirectory is empty; give a folder or null.", nameof(CheckpointDirectory));
+            if (File.Exists(CheckpointDirectory)) throw new ArgumentException($"CheckpointDirectory {CheckpointDirectory} is a file; give a folder.", nameof(CheckpointDirectory));
+            Positive(nameof(CheckpointEverySteps), CheckpointEverySteps);
+            Positive(nameof(KeepCheckpoints), KeepCheckpoints);
+        }
+        else if (Resume) throw new ArgumentException("Resume needs CheckpointDirectory: the folder to resume from.", nameof(Resume));
         NotNegative(nameof(WeightDecay), WeightDecay);
         NotNegative(nameof(MaxGradNorm), MaxGradNorm, "0 turns clipping off");
         NotNegative(nameof(EvaluateEverySteps), EvaluateEverySteps, "0 validates after each epoch");
@@ -160,6 +168,33 @@ public abstract class FineTuningOptions
     {
         if (!(value >= 0)) throw new ArgumentOutOfRangeException(option, value, $"{option} must be ≥ 0{(meaning is null ? "" : $" ({meaning})")}.");
     }
+
+    /// <summary>
+    /// Folder for training checkpoints (adapter and head weights, optimizer moments, scheduler position, random
+    /// state and data position), each written atomically; null (default) writes none.
+    /// </summary>
+    public string? CheckpointDirectory;
+
+    /// <summary>Optimizer steps between checkpoints. Default 100.</summary>
+    public int CheckpointEverySteps = 100;
+
+    /// <summary>Newest checkpoints kept in <see cref="CheckpointDirectory"/>; older ones are deleted. Default 2.</summary>
+    public int KeepCheckpoints = 2;
+
+    /// <summary>
+    /// Continue from the newest valid checkpoint in <see cref="CheckpointDirectory"/> (a fresh start when there is
+    /// none). A checkpoint made with other data, another base model or other options is refused, naming which.
+    /// Default false.
+    /// </summary>
+    public bool Resume;
+
+    /// <summary>Everything that shapes the training run, as one string: a checkpoint of other options is refused.</summary>
+    internal string TrainingIdentity(int seed) => string.Join(";", new object?[]
+    {
+        Adapter, EffectiveRank, MiniR, EffectiveAlpha, UseRsLora, AdapterDropout, PissaIterations, TargetModules is null ? "" : string.Join(",", TargetModules),
+        EffectiveLearningRate, BatchSize, GradientAccumulationSteps, MaxEpochs, MaxSteps, WarmupRatio, WeightDecay, Schedule, MaxGradNorm,
+        EvaluateEverySteps, EarlyStoppingPatience, DType, seed,
+    }.Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture)));
 
     /// <summary>The training loop's settings for these options and <paramref name="seed"/>.</summary>
     internal TrainingOptions ToTrainingOptions(int seed) => new()

@@ -12,6 +12,7 @@ public sealed class RandomSource : IDisposable
 {
     private ulong _seed;
     private Generator? _generator;
+    private Tensor? _pendingState;
 
     /// <summary>A stream seeded with <paramref name="seed"/>.</summary>
     public RandomSource(ulong seed) => _seed = seed;
@@ -23,6 +24,12 @@ public sealed class RandomSource : IDisposable
         {
             _generator?.Dispose();
             _generator = new Generator(_seed, device);
+            if (_pendingState is not null)
+            {
+                _generator.set_state(_pendingState);
+                _pendingState.Dispose();
+                _pendingState = null;
+            }
         }
         return _generator;
     }
@@ -30,10 +37,19 @@ public sealed class RandomSource : IDisposable
     /// <summary>The generator's state, or null before first use.</summary>
     public Tensor? GetState() => _generator?.get_state();
 
-    /// <summary>Restores a state returned by <see cref="GetState"/>.</summary>
+    /// <summary>
+    /// Restores a state returned by <see cref="GetState"/>; before first use (a resumed run), the generator starts from
+    /// it when it is created.
+    /// </summary>
     public void SetState(Tensor? state)
     {
-        if (state is not null) _generator?.set_state(state);
+        if (state is null) return;
+        if (_generator is not null) _generator.set_state(state);
+        else
+        {
+            _pendingState?.Dispose();
+            _pendingState = state.detach().clone().DetachFromDisposeScope();
+        }
     }
 
     /// <summary>Gives every <see cref="Dropout"/> inside <paramref name="module"/> (adapters included) this stream.</summary>
@@ -51,5 +67,9 @@ public sealed class RandomSource : IDisposable
     }
 
     /// <inheritdoc/>
-    public void Dispose() => _generator?.Dispose();
+    public void Dispose()
+    {
+        _generator?.Dispose();
+        _pendingState?.Dispose();
+    }
 }

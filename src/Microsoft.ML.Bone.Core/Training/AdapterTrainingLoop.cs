@@ -53,7 +53,7 @@ public static class AdapterTrainingLoop
         foreach (Nn.Dropout d in unseeded) d.Random = dropoutRandom;
         try
         {
-            return RunSeeded(model, trainable, lengths, lossOf, validate, options, progress, log, cancellationToken, random);
+            return RunSeeded(model, trainable, lengths, lossOf, validate, options, progress, log, cancellationToken, random, dropoutRandom);
         }
         finally
         {
@@ -71,7 +71,7 @@ public static class AdapterTrainingLoop
     private static TrainingResult RunSeeded(
         nn.Module model, IReadOnlyList<Parameter> trainable, IReadOnlyList<int> lengths, Func<int[], BatchLoss> lossOf,
         Func<double>? validate, TrainingOptions options, IProgress<TrainingProgress>? progress, Action<string>? log,
-        CancellationToken cancellationToken, Random random)
+        CancellationToken cancellationToken, Random random, Nn.RandomSource dropout)
     {
         int batchesPerEpoch = (lengths.Count + options.BatchSize - 1) / options.BatchSize;
         int stepsPerEpoch = (batchesPerEpoch + options.GradientAccumulationSteps - 1) / options.GradientAccumulationSteps;
@@ -88,11 +88,22 @@ public static class AdapterTrainingLoop
         Dictionary<Parameter, Tensor>? bestWeights = null;
         bool stoppedEarly = false;
 
+        int startEpoch = 1, startBatch = 0;
+        if (options.Checkpoints is { Resume: true } resume && TrainingCheckpoints.Restore(resume, trainable, optimizer, dropout, log) is var (state, restoredBest))
+        {
+            (step, tokens, sinceImprovement, best, nonFiniteInARow) = (state.Step, state.Tokens, state.SinceImprovement, state.Best, state.NonFiniteInARow);
+            history.AddRange(state.History);
+            bestWeights = restoredBest;
+            (startEpoch, startBatch) = (state.Epoch, state.NextBatch);
+        }
+
         for (int epoch = 1; epoch <= options.Epochs && step < totalSteps && !stoppedEarly; epoch++)
         {
-            model.train();
+            // Every epoch's plan is drawn, even those a resumed run skips, so the batch order stays that of one run.
             List<int[]> batches = LengthBucketedBatches.Plan(lengths, options.BatchSize, random);
-            for (int first = 0; first < batches.Count && step < totalSteps; first += options.GradientAccumulationSteps)
+            if (epoch < startEpoch) continue;
+            model.train();
+            for (int first = epoch == startEpoch ? startBatch : 0; first < batches.Count && step < totalSteps; first += options.GradientAccumulationSteps)
             {
                 double lr = LearningRateSchedule.At(options.Schedule, options.LearningRate, step, totalSteps, warmupSteps);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
@@ -140,7 +151,11 @@ public static class AdapterTrainingLoop
 
                 bool endOfEpoch = first + options.GradientAccumulationSteps >= batches.Count || step == totalSteps;
                 bool evaluate = validate is not null && (options.EvaluateEverySteps > 0 ? step % options.EvaluateEverySteps == 0 || step == totalSteps : endOfEpoch);
-                if (!evaluate) continue;
+                if (!evaluate)
+                {
+                    Checkpoint(epoch, first + options.GradientAccumulationSteps);
+                    continue;
+                }
 
                 double metric = Validate(model, validate!);
                 var validated = report with { ValidationMetric = metric };
@@ -160,7 +175,16 @@ public static class AdapterTrainingLoop
                     break;
                 }
                 model.train();
+                Checkpoint(epoch, first + options.GradientAccumulationSteps);
             }
+        }
+
+        // After a step (and its validation): the position is the next batch of this epoch.
+        void Checkpoint(int epoch, int nextBatch)
+        {
+            if (options.Checkpoints is not { } c || step % c.EverySteps != 0) return;
+            var state = new LoopState(step, epoch, nextBatch, tokens, sinceImprovement, best, nonFiniteInARow, [.. history]);
+            TrainingCheckpoints.Write(c, state, trainable, bestWeights, optimizer, dropout);
         }
 
         if (bestWeights is not null)
@@ -187,7 +211,7 @@ public static class AdapterTrainingLoop
     }
 
     // Decay matrices only; biases and norm scales are left alone, as transformers' Trainer does.
-    private static optim.Optimizer CreateOptimizer(IReadOnlyList<Parameter> trainable, TrainingOptions options)
+    private static AdamW CreateOptimizer(IReadOnlyList<Parameter> trainable, TrainingOptions options)
     {
         var (b1, b2, eps) = options.Adam;
         var decay = trainable.Where(p => p.ndim >= 2).ToList();

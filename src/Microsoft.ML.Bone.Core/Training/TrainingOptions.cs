@@ -48,6 +48,9 @@ public sealed class TrainingOptions
     /// </summary>
     public int MaxConsecutiveNonFiniteSteps { get; set; } = 5;
 
+    /// <summary>Checkpoints to write (and resume from); null (default) writes none.</summary>
+    public CheckpointSettings? Checkpoints { get; set; }
+
     /// <summary>Checks values; errors name the option.</summary>
     public void Validate()
     {
@@ -62,5 +65,11 @@ public sealed class TrainingOptions
         if (MaxGradNorm < 0) throw new ArgumentOutOfRangeException(nameof(MaxGradNorm), MaxGradNorm, "must be ≥ 0");
         if (EvaluateEverySteps < 0) throw new ArgumentOutOfRangeException(nameof(EvaluateEverySteps), EvaluateEverySteps, "must be ≥ 0");
         if (EarlyStoppingPatience < 0) throw new ArgumentOutOfRangeException(nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be ≥ 0");
+        if (Checkpoints is { } c)
+        {
+            if (string.IsNullOrWhiteSpace(c.Directory)) throw new ArgumentException("The checkpoint directory is empty.", nameof(Checkpoints));
+            if (c.EverySteps <= 0) throw new ArgumentOutOfRangeException(nameof(Checkpoints), c.EverySteps, "checkpoint interval must be positive");
+            if (c.Keep <= 0) throw new ArgumentOutOfRangeException(nameof(Checkpoints), c.Keep, "checkpoints to keep must be positive");
+        }
     }
 }

@@ -105,6 +105,8 @@ internal sealed class CausalLMFit : FitTask
         _validation = _validationPairs?.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();
     }
 
+    public override string DataDigest() => Digests.Of(_examples.SelectMany<PromptResponse, int[]>(e => [e.Prompt, [-1], e.Response, [-2]]).ToArray(), []);
+
     public override TrainingResult Train(IPretrainedModel model, IReadOnlyList<Parameter> trainable, TrainingOptions options,
         IProgress<TrainingProgress>? progress, Action<string> log, CancellationToken cancellationToken) =>
         CausalLanguageModeling.Train((ICausalLanguageModel)model, trainable, _examples, _tokenizer!.PadId, _o.MaxSequenceLength, options, _validation, progress, log, cancellationToken);

@@ -75,7 +75,15 @@ public abstract class BoneTrainerBase<TTransformer> : IEstimator<TTransformer> w
             if (adapted is null) foreach (Parameter p in trainable) p.requires_grad = true;
             channel.Info(MessageSensitivity.None, adapted is null ? $"Full fine-tuning: {trainable.Sum(p => p.numel()):N0} parameters." : $"{o.Adapter} r={o.EffectiveRank}: {adapted.Summary()}");
 
-            TrainingResult result = task.Train(model, trainable, o.ToTrainingOptions(Seed), o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
+            TrainingOptions training = o.ToTrainingOptions(Seed);
+            if (o.CheckpointDirectory is { } checkpoints)
+                training.Checkpoints = new CheckpointSettings(checkpoints, o.CheckpointEverySteps, o.KeepCheckpoints, o.Resume, new Dictionary<string, string>
+                {
+                    ["data"] = task.DataDigest(),
+                    ["base model"] = string.Join(",", fingerprint.Digests().OrderBy(d => d.Key, StringComparer.Ordinal).Select(d => $"{d.Key}:{d.Value}")),
+                    ["options"] = o.TrainingIdentity(Seed),
+                });
+            TrainingResult result = task.Train(model, trainable, training, o.Progress, line => channel.Info(MessageSensitivity.None, line), o.CancellationToken);
             channel.Info(MessageSensitivity.None, $"Trained {result.StepsRun} steps; final loss {result.History.LastOrDefault()?.Loss:F4}" + (result.BestValidationMetric is { } best ? $", best validation metric {best:F4}" : "") + ".");
             model.Module.eval();
 
@@ -121,6 +129,9 @@ internal abstract class FitTask
 
     /// <summary>Opens the tokenizer and turns the data into token ids (checked against the model's vocabulary and positions).</summary>
     public abstract void Prepare(IPretrainedModel model, TokenizerFiles tokenizer);
+
+    /// <summary>SHA-256 of the prepared training examples (token ids and targets), naming the data in checkpoints.</summary>
+    public abstract string DataDigest();
 
     /// <summary>Runs the training loop.</summary>
     public abstract TrainingResult Train(IPretrainedModel model, IReadOnlyList<Parameter> trainable, TrainingOptions options,

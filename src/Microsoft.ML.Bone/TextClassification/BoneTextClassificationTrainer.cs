@@ -141,6 +141,8 @@ internal sealed class TextClassificationFit : FitTask
         _validationSequences = _validation?.Encode(_tokenizer, _o.MaxSequenceLength);
     }
 
+    public override string DataDigest() => Digests.Of(_sequences, _train.Targets);
+
     public override TrainingResult Train(IPretrainedModel model, IReadOnlyList<Parameter> trainable, TrainingOptions options,
         IProgress<TrainingProgress>? progress, Action<string> log, CancellationToken cancellationToken)
     {
