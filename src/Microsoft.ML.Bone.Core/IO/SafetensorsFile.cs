@@ -133,6 +133,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     private static (List<SafetensorsEntry>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        // The JSON reader accepts broken UTF-8 inside strings and fails only when one is read; refuse it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw new SafetensorsFormatException(path, "header is not valid UTF-8");
         JsonDocument document;
         try { document = JsonDocument.Parse(header); }
         catch (JsonException e) { throw new SafetensorsFormatException(path, $"header is not valid JSON ({e.Message})"); }

@@ -119,6 +119,7 @@ public sealed class ByteLevelBpeTokenizer : ICausalTokenizer
 
     private static JsonDocument Parse(TokenizerFiles files, string name)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(files.Bytes(name))) throw new InvalidDataException($"{files.Describe(name)}: not valid UTF-8.");
         try { return JsonDocument.Parse(files.Bytes(name)); }
         catch (JsonException e) { throw new InvalidDataException($"{files.Describe(name)}: not valid JSON ({e.Message}).", e); }
     }

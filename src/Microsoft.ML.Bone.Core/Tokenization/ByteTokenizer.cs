@@ -52,6 +52,8 @@ public sealed class ByteTokenizer : ByteSequenceTokenizer
     {
         ArgumentNullException.ThrowIfNull(content);
         ArgumentNullException.ThrowIfNull(source);
+        // The JSON reader accepts broken UTF-8 inside strings and fails only when one is read; refuse it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(content)) throw new InvalidDataException($"{source}: not valid UTF-8.");
         JsonDocument document;
         try { document = JsonDocument.Parse(content); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON ({e.Message}).", e); }

@@ -58,14 +58,22 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
     /// </summary>
     public static Llama3TiktokenTokenizer Load(byte[] content, string source)
     {
-        string[] lines = System.Text.Encoding.UTF8.GetString(content).Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        string[] lines = System.Text.Encoding.UTF8.GetString(content).Split('\n').Select(l => l.EndsWith('\r') ? l[..^1] : l).ToArray();
         if (lines.Length > 0 && lines[^1].Length == 0) lines = lines[..^1];
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        Span<byte> decoded = stackalloc byte[256];
         for (int i = 0; i < lines.Length; i++)
         {
             string[] parts = lines[i].Split(' ');
-            if (parts.Length != 2 || parts[0].Length == 0 || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank) || rank != i)
+            if (parts.Length != 2 || parts[0].Length == 0 || parts[0].Length > 340 || !Convert.TryFromBase64String(parts[0], decoded, out int bytes) || bytes == 0
+                || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank) || rank != i)
                 throw new InvalidDataException($"{source}: line {i + 1} is not \"<base64 token> {i}\" (a tiktoken rank file lists ranks 0, 1, 2, … one per line).");
+            if (!seen.Add(Convert.ToBase64String(decoded[..bytes])))
+                throw new InvalidDataException($"{source}: line {i + 1} repeats the token of an earlier line.");
         }
+        // Microsoft.ML.Tokenizers reads lines as StreamReader does (a lone '\r' ends one, and a blank line makes it
+        // loop forever): it gets the checked lines only, one per '\n'.
+        content = System.Text.Encoding.UTF8.GetBytes(string.Concat(lines.Select(l => l + "\n")));
         int ranked = lines.Length;
         string[] names = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
             "<|step_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>"];

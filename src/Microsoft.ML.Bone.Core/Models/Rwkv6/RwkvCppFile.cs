@@ -91,9 +91,14 @@ public sealed unsafe class RwkvCppFile : IDisposable
                     2 or 3 or 7 or 8 or 9 => throw Error(path, $"tensor '{name}' is quantized ({QuantName(dataType)}); only FP32 and FP16 files load (convert with rwkv.cpp's tools, or use the .pth)"),
                     _ => throw Error(path, $"tensor '{name}' has unknown data type {dataType}"),
                 };
-                long count = 1;
-                foreach (long d in ggml) count = checked(count * d);
-                long bytes = checked(count * elementSize), data = at + headerLength;
+                long count = 1, bytes;
+                try
+                {
+                    foreach (long d in ggml) count = checked(count * d);
+                    bytes = checked(count * elementSize);
+                }
+                catch (OverflowException) { throw Error(path, $"tensor '{name}' has shape [{string.Join(", ", ggml)}], whose size overflows"); }
+                long data = at + headerLength;
                 if (bytes > length - data) throw Error(path, $"tensor '{name}' needs {bytes} bytes but only {length - data} remain");
                 if (!records.TryAdd(name, new Record(name, dataType, [.. ggml.Reverse()], data, bytes))) throw Error(path, $"tensor '{name}' appears twice");
                 at = data + bytes;
