@@ -77,10 +77,19 @@ public static class PeftCheckpointMerger
         var loraA = new Dictionary<string, Tensor>();
         var loraB = new Dictionary<string, Tensor>();
 
+        bool isLora = config is LoraConfig;
         foreach (var (key, t) in tensors)
         {
-            string name = key[AdapterModel.PeftKeyPrefix.Length..];
-            if (name.EndsWith(".miss_block", StringComparison.Ordinal)) AddBone(name[..^".miss_block".Length], t);
+            // PEFT before 0.7 saved some adapters with the adapter name in the key ("lora_A.default.weight").
+            string name = key[AdapterModel.PeftKeyPrefix.Length..]
+                .Replace(".lora_A.default.weight", ".lora_A.weight", StringComparison.Ordinal)
+                .Replace(".lora_B.default.weight", ".lora_B.weight", StringComparison.Ordinal)
+                .Replace(".miss_block.default", ".miss_block", StringComparison.Ordinal);
+            bool boneKey = name.EndsWith(".miss_block", StringComparison.Ordinal);
+            bool loraKey = name.EndsWith(".lora_A.weight", StringComparison.Ordinal) || name.EndsWith(".lora_B.weight", StringComparison.Ordinal);
+            if ((boneKey && isLora) || (loraKey && !isLora))
+                throw new InvalidDataException($"{adapterFile}: '{key}' is a {(boneKey ? "MiSS / Bone" : "LoRA")} tensor, but adapter_config.json says peft_type {(isLora ? "LORA" : "MISS / BONE")}.");
+            if (boneKey) AddBone(name[..^".miss_block".Length], t);
             else if (name.EndsWith(".lora_A.weight", StringComparison.Ordinal)) loraA[name[..^".lora_A.weight".Length]] = t;
             else if (name.EndsWith(".lora_B.weight", StringComparison.Ordinal)) loraB[name[..^".lora_B.weight".Length]] = t;
             else if (ResolveBase(name) is { } baseName)
@@ -89,11 +98,13 @@ public static class PeftCheckpointMerger
                 if (!shape.SequenceEqual(t.shape)) throw ShapeError(key, t.shape, baseName, shape, "the base tensor");
                 replacements[baseName] = t;
             }
-            else
+            else if (config.ModulesToSave.Any(m => ("." + name).Contains("." + m + ".", StringComparison.Ordinal)))
             {
                 replacements[name] = t;
                 added.Add(name);
             }
+            else
+                throw new InvalidDataException($"{adapterFile}: '{key}' is not an adapter tensor of this peft_type, not in the base model, and not under modules_to_save [{string.Join(", ", config.ModulesToSave)}]; refusing to guess what it is.");
         }
         foreach (string module in loraA.Keys.Union(loraB.Keys))
         {
@@ -105,6 +116,14 @@ public static class PeftCheckpointMerger
             double scale = config is LoraConfig lora ? lora.Scale : 1;
             updates[weightName] = w => w + scale * b.to(ScalarType.Float32).matmul(a.to(ScalarType.Float32));
         }
+        bool allZero;
+        using (no_grad())
+            allZero = tensors.Where(t => !t.Key.Contains(".lora_A.", StringComparison.Ordinal) && (t.Key.EndsWith("_block", StringComparison.Ordinal) || t.Key.EndsWith("_block.default", StringComparison.Ordinal) || t.Key.Contains(".lora_B.", StringComparison.Ordinal)))
+                .All(t => t.Value.count_nonzero().item<long>() == 0);
+        if (updates.Count == 0 && replacements.Count == 0)
+            throw new InvalidDataException($"{adapterFile}: the adapter has no tensors to merge.");
+        if (allZero && replacements.Count == 0)
+            throw new InvalidDataException($"{adapterFile}: every adapter block is zero (an untrained adapter, Bone and LoRA start at zero): merging would change nothing.");
         return new Plan(updates, replacements, added);
 
         void AddBone(string module, Tensor block)

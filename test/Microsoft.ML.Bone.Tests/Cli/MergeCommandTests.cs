@@ -164,4 +164,37 @@ public sealed class MergeCommandTests
         BoneCli.AssertOneLineError(BoneCli.Run("merge", "--model", ModelDir, "--adapter", AdapterDir, "--out", OutDir), "not empty");
         Assert.AreEqual("x", File.ReadAllText(Path.Combine(OutDir, "keep.txt")));
     }
+
+    [TestMethod]
+    public void TheAdapterConfigDecidesWhatMayBeMerged()
+    {
+        using var scope = NewDisposeScope();
+        WriteBase(NewModel());
+        var adapted = WriteAdapter(new LoraConfig { R = 2, Alpha = 4, TargetModules = ["q_proj"] });
+        string adapterFile = Path.Combine(AdapterDir, "adapter_model.safetensors");
+        var tensors = new Dictionary<string, Tensor>();
+        using (var file = SafetensorsFile.Open(adapterFile))
+            foreach (var e in file.Entries) tensors[e.Name] = file.Load(e.Name);
+
+        // PEFT's older key form (adapter name inside the key) merges exactly as the current one.
+        SafetensorsWriter.Write(adapterFile, tensors.ToDictionary(t => t.Key.Replace(".weight", ".default.weight"), t => t.Value));
+        var result = BoneCli.Run("merge", "--model", ModelDir, "--adapter", AdapterDir, "--out", OutDir);
+        Assert.AreEqual(0, result.ExitCode, result.StdErr);
+        Tensor x = ToTensor(Input(5, 8));
+        AssertClose(((TinyModel)adapted.Model).call(x), LoadMerged(OutDir).call(x), 1e-5, "merged from .default.weight keys");
+        Directory.Delete(OutDir, recursive: true);
+
+        // A tensor that is neither LoRA's, nor the base's, nor under modules_to_save.
+        SafetensorsWriter.Write(adapterFile, new Dictionary<string, Tensor>(tensors) { ["base_model.model.mystery.weight"] = ones(3) });
+        BoneCli.AssertOneLineError(BoneCli.Run("merge", "--model", ModelDir, "--adapter", AdapterDir, "--out", OutDir), "mystery.weight", "modules_to_save");
+
+        // A Bone block in a LoRA adapter.
+        SafetensorsWriter.Write(adapterFile, new Dictionary<string, Tensor>(tensors) { ["base_model.model.model.layers.0.self_attn.v_proj.miss_block"] = ones(2, 8) });
+        BoneCli.AssertOneLineError(BoneCli.Run("merge", "--model", ModelDir, "--adapter", AdapterDir, "--out", OutDir), "v_proj.miss_block", "peft_type LORA");
+
+        // An untrained adapter (B = 0) changes nothing: refused rather than writing a copy of the base.
+        SafetensorsWriter.Write(adapterFile, tensors.ToDictionary(t => t.Key, t => t.Key.Contains("lora_B") ? zeros_like(t.Value) : t.Value));
+        BoneCli.AssertOneLineError(BoneCli.Run("merge", "--model", ModelDir, "--adapter", AdapterDir, "--out", OutDir), "merging would change nothing");
+        Assert.IsFalse(Directory.Exists(OutDir), "nothing written");
+    }
 }
