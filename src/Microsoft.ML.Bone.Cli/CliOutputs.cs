@@ -15,6 +15,12 @@ internal static class CliOutputs
         foreach (var (inputOption, input) in inputs)
             if (input is not null && SamePath(full, input))
                 throw new ArgumentException($"{option} {path}: is also {inputOption}; writing it would destroy that input. Give another path.");
+        CheckWritableFolder(option, path, folder);
+    }
+
+    /// <summary>Creates and deletes a probe file in <paramref name="folder"/>; an error names <paramref name="option"/>.</summary>
+    public static void CheckWritableFolder(string option, string path, string folder)
+    {
         string probe = Path.Combine(folder, $".bone-write-check-{Environment.ProcessId}-{Guid.NewGuid():N}");
         try
         {

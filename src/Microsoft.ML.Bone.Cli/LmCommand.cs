@@ -96,7 +96,6 @@ internal static class LmCommand
 
     private static IDataView Load(MLContext ml, string path, string promptField, string responseField, int maxRows)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.");
         var rows = new List<Pair>();
         int line = 0;
         foreach (string text in Microsoft.ML.Bone.IO.InputFile.ReadLines(path))

@@ -59,7 +59,7 @@ internal static class DemoCommand
             if (path is not null && !File.Exists(path)) throw new FileNotFoundException($"{flag} {path}: file not found.");
         if (File.Exists(outDir)) throw new IOException($"--out {outDir}: is a file; give a folder.");
         Directory.CreateDirectory(outDir);
-        CheckWritable(outDir);
+        CliOutputs.CheckWritableFolder("--out", outDir, outDir);
 
         // Pre-training and the warm-up draw from their own contexts, so the two timed fits get the same seeds whether or
         // not the base was made in this run.
@@ -194,18 +194,4 @@ internal static class DemoCommand
 
     private static IDataView Load(MLContext ml, string path, string text, string label) =>
         CliData.Load(ml, path, [(text, "Sentence1")], (label, "Label", false));
-
-    private static void CheckWritable(string directory)
-    {
-        string probe = Path.Combine(directory, $".bone-write-check-{Environment.ProcessId}");
-        try
-        {
-            File.WriteAllBytes(probe, []);
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"--out {directory}: cannot write there ({e.Message}).", e);
-        }
-    }
 }

@@ -17,6 +17,7 @@ public static class InputFile
         string full = Path.GetFullPath(path);
         FileSystemInfo? target;
         try { target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true); }
+        catch (FileNotFoundException) { throw new FileNotFoundException($"{path}: file not found.", path); }
         catch (IOException e) { throw new IOException($"{path}: cannot follow the link ({e.Message}).", e); }
         string real = target?.FullName ?? full;
         if (Directory.Exists(real)) throw new IOException($"{path}: is a directory, not a file.");

@@ -64,7 +64,6 @@ public sealed unsafe class PthFile : IDisposable
     /// </summary>
     public static PthFile Open(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
         SafeFileHandle handle = File.OpenHandle(InputFile.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {

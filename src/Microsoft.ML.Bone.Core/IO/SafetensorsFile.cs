@@ -51,7 +51,6 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Opens and validates <paramref name="path"/>; problems raise <see cref="SafetensorsFormatException"/>.</summary>
     public static SafetensorsFile Open(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
         SafeFileHandle handle = File.OpenHandle(InputFile.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {

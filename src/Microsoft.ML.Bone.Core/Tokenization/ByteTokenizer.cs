@@ -38,7 +38,6 @@ public sealed class ByteTokenizer : ByteSequenceTokenizer
     public static ByteTokenizer Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found.", path);
         return Load(IO.InputFile.ReadAllBytes(path), path);
     }
 

@@ -47,7 +47,6 @@ public sealed class Llama3TiktokenTokenizer : ICausalTokenizer
     /// <summary>Loads a tiktoken rank file.</summary>
     public static Llama3TiktokenTokenizer Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: not found.", path);
         return Load(IO.InputFile.ReadAllBytes(path), path);
     }
 

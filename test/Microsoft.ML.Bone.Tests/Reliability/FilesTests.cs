@@ -27,6 +27,11 @@ public sealed class FilesTests
         Assert.AreEqual("{\"a\": 1}", InputFile.ReadAllText(link));
         Assert.AreEqual(new FileInfo(real).Length, InputFile.ReadAllBytes(link).Length, "the target's bytes, not the link's");
 
+        // A checkpoint reader that sizes its file reads the target's size through a link.
+        string stories = Path.Combine(_dir, "stories.bin");
+        File.CreateSymbolicLink(stories, SharedData.Path("models", "stories260K", "stories260K.bin"));
+        Microsoft.ML.Bone.Models.Llama.Llama2cCheckpoint.Load(stories).Dispose();
+
         string dangling = Path.Combine(_dir, "dangling.json");
         File.CreateSymbolicLink(dangling, Path.Combine(_dir, "gone.json"));
         StringAssert.Contains(Assert.ThrowsExactly<FileNotFoundException>(() => InputFile.Resolve(dangling)).Message, "which does not exist");

@@ -66,8 +66,8 @@ public static class Llama2cCheckpoint
     // The config and, for every parameter, where its float32 array starts in the file (rotary heads > 0 for q / k).
     private static (LlamaConfig, List<(string Name, long Offset, long[] Shape, int Heads)>) ReadHeader(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
-        long length = new FileInfo(path).Length;
+        // The size of the file itself, not of a link to it (a link's own size is the length of its target's name).
+        long length = new FileInfo(IO.InputFile.Resolve(path)).Length;
         if (length < 28) throw new InvalidDataException($"{path}: {length} bytes is too short for the 28-byte llama2.c header.");
         var header = new int[7];
         using (var stream = IO.InputFile.OpenRead(path))

@@ -56,7 +56,6 @@ public sealed unsafe class RwkvCppFile : IDisposable
     /// <summary>Reads and checks the header and every record header (no tensor data); errors name the file and the problem.</summary>
     public static RwkvCppFile Open(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
         SafeFileHandle handle = File.OpenHandle(IO.InputFile.Resolve(path), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {
