@@ -46,10 +46,7 @@ internal static class ClassifyCommand
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
             string zipPath = p.GetValue(zip)!;
-            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
-            (string, string?)[] inputs = [("--model", p.GetValue(model)), ("--train", p.GetValue(trainFile)), ("--dev", p.GetValue(devFile))];
-            CliOutputs.CheckFile("--out", zipPath, inputs);
-            CliOutputs.CheckFile("--plot", png, [.. inputs, ("--out", zipPath)]);
+            string png = CliOutputs.CheckModelAndPlot(zipPath, p.GetValue(plot), [("--model", p.GetValue(model)), ("--train", p.GetValue(trainFile)), ("--dev", p.GetValue(devFile))]);
             var ml = CliLog.Attach(new MLContext(seed: 1));
             IDataView data = Load(ml, p.GetValue(trainFile)!, columns);
             if (p.GetValue(maxRows) > 0) data = ml.Data.TakeRows(data, p.GetValue(maxRows));

@@ -6,6 +6,15 @@ namespace Microsoft.ML.Bone.Cli;
 /// </summary>
 internal static class CliOutputs
 {
+    /// <summary>A training command's <c>--out</c> zip and <c>--plot</c> PNG (default: beside the zip), checked; returns the PNG's path.</summary>
+    public static string CheckModelAndPlot(string zip, string? plot, IReadOnlyList<(string Option, string? Path)> inputs)
+    {
+        string png = plot ?? Path.ChangeExtension(zip, ".loss.png");
+        CheckFile("--out", zip, inputs);
+        CheckFile("--plot", png, [.. inputs, ("--out", zip)]);
+        return png;
+    }
+
     public static void CheckFile(string option, string path, IEnumerable<(string Option, string? Path)> inputs)
     {
         string full = Path.GetFullPath(path);

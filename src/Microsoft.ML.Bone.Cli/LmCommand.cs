@@ -47,10 +47,7 @@ internal static class LmCommand
         train.SetAction(p => CommandErrors.Run("lm train", () =>
         {
             string zipPath = p.GetValue(zip)!;
-            string png = p.GetValue(plot) ?? Path.ChangeExtension(zipPath, ".loss.png");
-            (string, string?)[] inputs = [("--model", p.GetValue(model)), ("--tokenizer", p.GetValue(tokenizer)), ("--train", p.GetValue(trainFile))];
-            CliOutputs.CheckFile("--out", zipPath, inputs);
-            CliOutputs.CheckFile("--plot", png, [.. inputs, ("--out", zipPath)]);
+            string png = CliOutputs.CheckModelAndPlot(zipPath, p.GetValue(plot), [("--model", p.GetValue(model)), ("--tokenizer", p.GetValue(tokenizer)), ("--train", p.GetValue(trainFile))]);
             var ml = CliLog.Attach(new MLContext(seed: 1));
             IDataView data = Load(ml, p.GetValue(trainFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
             var options = new BoneCausalLMOptions

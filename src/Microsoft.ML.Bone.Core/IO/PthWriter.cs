@@ -44,7 +44,7 @@ public static class PthWriter
                     Tensor value = transform is null ? original : transform(name, original);
                     if (value.dtype != original.dtype || !value.shape.SequenceEqual(original.shape))
                         throw new InvalidOperationException($"The transform of '{name}' changed it from {original.dtype} [{string.Join(", ", original.shape)}] to {value.dtype} [{string.Join(", ", value.shape)}].");
-                    WriteBytes(s, value.to(Stored(original)));
+                    TensorMemory.WriteTo(s, value.to(Stored(original)));
                 });
             }
             WriteEntry(zip, "version", s => s.Write("3\n"u8));
@@ -57,17 +57,6 @@ public static class PthWriter
         write(entry);
     }
 
-    private static unsafe void WriteBytes(Stream stream, Tensor tensor)
-    {
-        if (tensor.numel() == 0) return;
-        using var scope = NewDisposeScope();
-        Tensor cpu = tensor.detach().cpu().contiguous();
-        long total = cpu.numel() * cpu.element_size();
-        byte* pointer = TensorMemory.Pointer(cpu);
-        const int chunk = 1 << 24;
-        for (long done = 0; done < total; done += chunk)
-            stream.Write(new ReadOnlySpan<byte>(pointer + done, (int)Math.Min(chunk, total - done)));
-    }
 
     private static string StorageType(ScalarType dtype, string name) => dtype switch
     {

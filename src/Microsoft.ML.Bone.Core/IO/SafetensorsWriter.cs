@@ -62,14 +62,14 @@ public static class SafetensorsWriter
         {
             if (transform is null)
             {
-                WriteData(stream, tensor);
+                TensorMemory.WriteTo(stream, tensor);
                 continue;
             }
             using var scope = NewDisposeScope();
             Tensor value = transform(name, tensor);
             if (value.dtype != tensor.dtype || !value.shape.SequenceEqual(tensor.shape))
                 throw new InvalidOperationException($"The transform of '{name}' changed it from {tensor.dtype} [{string.Join(", ", tensor.shape)}] to {value.dtype} [{string.Join(", ", value.shape)}].");
-            WriteData(stream, value);
+            TensorMemory.WriteTo(stream, value);
         }
     }
 
@@ -107,17 +107,5 @@ public static class SafetensorsWriter
         int padding = (int)((8 - buffer.Length % 8) % 8);
         for (int i = 0; i < padding; i++) buffer.WriteByte((byte)' ');
         return buffer.ToArray();
-    }
-
-    private static unsafe void WriteData(Stream stream, Tensor tensor)
-    {
-        if (tensor.numel() == 0) return;
-        using var scope = NewDisposeScope();
-        Tensor cpu = tensor.detach().cpu().contiguous();
-        long total = cpu.numel() * cpu.element_size();
-        byte* pointer = TensorMemory.Pointer(cpu);
-        const int chunk = 1 << 24;
-        for (long done = 0; done < total; done += chunk)
-            stream.Write(new ReadOnlySpan<byte>(pointer + done, (int)Math.Min(chunk, total - done)));
     }
 }

@@ -20,4 +20,17 @@ internal static unsafe class TensorMemory
         using Tensor first = flat.narrow(0, 0, 1);
         return (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
     }
+
+    /// <summary>Writes the bytes of <paramref name="tensor"/> (any device, any layout) to <paramref name="stream"/> in 16 MiB pieces.</summary>
+    public static void WriteTo(Stream stream, Tensor tensor)
+    {
+        if (tensor.numel() == 0) return;
+        using var scope = NewDisposeScope();
+        Tensor cpu = tensor.detach().cpu().contiguous();
+        long total = cpu.numel() * cpu.element_size();
+        byte* pointer = Pointer(cpu);
+        const int chunk = 1 << 24;
+        for (long done = 0; done < total; done += chunk)
+            stream.Write(new ReadOnlySpan<byte>(pointer + done, (int)Math.Min(chunk, total - done)));
+    }
 }

@@ -45,12 +45,15 @@ internal static class TrainingCheckpoints
         try
         {
             System.IO.Directory.CreateDirectory(temp);
+            bool hasDropoutState;
             using (var scope = NewDisposeScope())
             {
                 var tensors = new Dictionary<string, Tensor>();
                 for (int i = 0; i < trainable.Count; i++) tensors[$"param.{i}"] = trainable[i].detach().cpu();
                 if (best is not null) for (int i = 0; i < trainable.Count; i++) tensors[$"best.{i}"] = best[trainable[i]].cpu();
-                if (dropout.GetState() is { } rng) tensors["dropout.state"] = rng;
+                Tensor? rng = dropout.GetState();
+                hasDropoutState = rng is not null;
+                if (rng is not null) tensors["dropout.state"] = rng;
                 SafetensorsWriter.Write(Path.Combine(temp, WeightsFile), tensors);
             }
             using (var stream = new FileStream(Path.Combine(temp, OptimizerFile), FileMode.CreateNew))
@@ -61,7 +64,7 @@ internal static class TrainingCheckpoints
                 stream.Flush(flushToDisk: true);
             }
             var record = new StateRecord(FormatVersion, new Dictionary<string, string>(settings.Identity), state, trainable.Count, best is not null,
-                dropout.GetState() is not null, Digest(Path.Combine(temp, WeightsFile)), Digest(Path.Combine(temp, OptimizerFile)));
+                hasDropoutState, Digest(Path.Combine(temp, WeightsFile)), Digest(Path.Combine(temp, OptimizerFile)));
             AtomicFile.Write(Path.Combine(temp, StateFile), s => JsonSerializer.Serialize(s, record));
             if (System.IO.Directory.Exists(final)) System.IO.Directory.Delete(final, recursive: true);
             System.IO.Directory.Move(temp, final);
