@@ -151,30 +151,27 @@ public static class AdapterTrainingLoop
 
                 bool endOfEpoch = first + options.GradientAccumulationSteps >= batches.Count || step == totalSteps;
                 bool evaluate = validate is not null && (options.EvaluateEverySteps > 0 ? step % options.EvaluateEverySteps == 0 || step == totalSteps : endOfEpoch);
-                if (!evaluate)
+                if (evaluate)
                 {
-                    Checkpoint(epoch, first + options.GradientAccumulationSteps);
-                    continue;
+                    double metric = Validate(model, validate!);
+                    var validated = report with { ValidationMetric = metric };
+                    history.Add(validated);
+                    progress?.Report(validated);
+                    log?.Invoke(validated.ToString());
+                    if (best is null || metric > best)
+                    {
+                        best = metric;
+                        sinceImprovement = 0;
+                        bestWeights = Snapshot(trainable, bestWeights);
+                    }
+                    else if (options.EarlyStoppingPatience > 0 && ++sinceImprovement >= options.EarlyStoppingPatience)
+                    {
+                        log?.Invoke($"early stopping at step {step}: no improvement on {best:F4} in {sinceImprovement} validations");
+                        stoppedEarly = true;
+                        break;
+                    }
+                    model.train();
                 }
-
-                double metric = Validate(model, validate!);
-                var validated = report with { ValidationMetric = metric };
-                history.Add(validated);
-                progress?.Report(validated);
-                log?.Invoke(validated.ToString());
-                if (best is null || metric > best)
-                {
-                    best = metric;
-                    sinceImprovement = 0;
-                    bestWeights = Snapshot(trainable, bestWeights);
-                }
-                else if (options.EarlyStoppingPatience > 0 && ++sinceImprovement >= options.EarlyStoppingPatience)
-                {
-                    log?.Invoke($"early stopping at step {step}: no improvement on {best:F4} in {sinceImprovement} validations");
-                    stoppedEarly = true;
-                    break;
-                }
-                model.train();
                 Checkpoint(epoch, first + options.GradientAccumulationSteps);
             }
         }
