@@ -3,6 +3,7 @@ using Microsoft.ML.Bone.IO;
 using Microsoft.ML.Bone.Models.Roberta;
 using Microsoft.ML.Bone.Training;
 using Microsoft.ML.Data;
+using Microsoft.ML.Bone.Tests.Training;
 
 namespace Microsoft.ML.Bone.Tests.TextClassification;
 
@@ -46,9 +47,9 @@ public sealed class TextClassificationPipelineTests
         var ml = new MLContext(seed: 1);
         var log = new List<string>();
         ml.Log += (_, e) => { if (e.Source.Contains("BoneTextClassification")) lock (log) log.Add(e.RawMessage); };
-        var reports = new List<TrainingProgress>();
+        var progress = new SynchronousProgress<TrainingProgress>();
         var options = Options();
-        options.Progress = new Progress<TrainingProgress>(r => { lock (reports) reports.Add(r); });
+        options.Progress = progress;
         IDataView train = GlueData.LoadSingle(ml, "sst2", "train", 4000), dev = GlueData.LoadSingle(ml, "sst2", "dev");
 
         var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
@@ -61,7 +62,7 @@ public sealed class TextClassificationPipelineTests
         Console.WriteLine($"training loss {first:F3} -> {last:F3} over {history.Count} steps");
         Assert.IsTrue(last < first - 0.05, $"training loss {first:F3} -> {last:F3}");
         Assert.IsTrue(log.Any(m => m.Contains("trainable params")) && log.Any(m => m.StartsWith("step ")), "progress reaches mlContext.Log");
-        Assert.IsTrue(reports.Count >= history.Count(h => h.ValidationMetric is null), "IProgress receives every step");
+        Assert.IsTrue(progress.Reports.Count >= history.Count(h => h.ValidationMetric is null), "IProgress receives every step");
 
         IDataView scored = model.Transform(dev);
         var metrics = ml.MulticlassClassification.Evaluate(scored);
