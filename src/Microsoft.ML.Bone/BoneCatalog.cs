@@ -25,8 +25,8 @@ public sealed partial class BoneCatalog
     /// </summary>
     public ITransformer LoadModel(string path, out DataViewSchema inputSchema, string? baseModelPath = null)
     {
-                using var stream = IO.InputFile.OpenRead(path);
-        return LoadModel(stream, out inputSchema, baseModelPath);
+        using var stream = IO.InputFile.OpenRead(path);
+        return Load(stream, path, out inputSchema, baseModelPath);
     }
 
     /// <summary>
@@ -36,6 +36,12 @@ public sealed partial class BoneCatalog
     public ITransformer LoadModel(Stream stream, out DataViewSchema inputSchema, string? baseModelPath = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        return Load(stream, "model zip", out inputSchema, baseModelPath);
+    }
+
+    private ITransformer Load(Stream stream, string source, out DataViewSchema inputSchema, string? baseModelPath)
+    {
+        Persistence.ModelZipBounds.Check(stream, source);
         using (BoneLoaders.OverrideBaseModel(baseModelPath))
         {
             try

@@ -8,6 +8,9 @@ namespace Microsoft.ML.Bone.Data;
 /// </summary>
 internal sealed record LabelValues(string[] Names, string ValueType)
 {
+    /// <summary>Whether <paramref name="valueType"/> is one of the item types labels are kept in.</summary>
+    public static bool IsKnownValueType(string valueType) => Types.ContainsKey(valueType);
+
     private static readonly Dictionary<string, PrimitiveDataViewType> Types = new()
     {
         ["Text"] = TextDataViewType.Instance,

@@ -54,11 +54,11 @@ internal static class AdaptedModelState
     /// Restores the adapter saved in zip entry <paramref name="entry"/> (described by PEFT config JSON), or returns null
     /// when the model had none (full fine-tuning).
     /// </summary>
-    public static AdapterModel? RestoreFromZip(object ctx, string entry, nn.Module model, string? adapterConfigJson, bool baseIsResidual)
+    public static AdapterModel? RestoreFromZip(ZipEntryReader entries, string entry, nn.Module model, string? adapterConfigJson, bool baseIsResidual)
     {
         if (adapterConfigJson is null) return null;
         AdapterConfig config = PeftAdapterConfig.Parse(adapterConfigJson, "model zip").Config;
-        Dictionary<string, Tensor> tensors = ZipTensors.Load(ctx, entry);
+        Dictionary<string, Tensor> tensors = entries.ReadTensors(entry);
         try { return Restore(model, config, tensors, baseIsResidual, entry); }
         finally { foreach (Tensor t in tensors.Values) t.Dispose(); }
     }

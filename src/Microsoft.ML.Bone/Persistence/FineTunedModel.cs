@@ -56,23 +56,25 @@ internal sealed class FineTunedModel : IDisposable
     /// <inheritdoc cref="Use{T}"/>
     public void Use(Action<IPretrainedModel, AdapterModel?> body) => Use<object?>((m, a) => { body(m, a); return null; });
 
-    /// <summary>Writes the record, the tokenizer, the adapter and (when embedded) the base into the model's zip directory.</summary>
+    /// <summary>
+    /// Writes the tokenizer, the adapter and (when embedded) the base into the model's zip directory, then the record
+    /// with each of those entries' size and digest.
+    /// </summary>
     public void Save(ModelSaveContext ctx, MlNetInternals.ModelVersion version) => Use((model, adapted) =>
     {
         BinaryWriter writer = MlNetInternals.BeginSave(ctx, version);
-        writer.Write(Record.ToJson());
-        writer.Write(Tokenizer.Files.Count);
-        foreach (var (name, bytes) in Tokenizer.Files.OrderBy(f => f.Key, StringComparer.Ordinal))
-        {
-            writer.Write(name);
-            MlNetInternals.SaveBinaryStream(ctx, TokenizerEntryPrefix + name, w => w.Write(bytes));
-        }
+        var entries = new ZipEntryWriter(ctx);
+        var tokenizerFiles = Tokenizer.Files.OrderBy(f => f.Key, StringComparer.Ordinal).ToList();
+        foreach (var (name, bytes) in tokenizerFiles) entries.WriteBytes(TokenizerEntryPrefix + name, bytes);
         if (Record.Base.Embedded)
         {
-            MlNetInternals.SaveBinaryStream(ctx, BaseConfigEntry, w => w.Write(System.Text.Encoding.UTF8.GetBytes(model.ConfigJson())));
-            ZipTensors.Save(ctx, BaseWeightsEntry, ModuleWeights.StateDict(model.Module));
+            entries.WriteBytes(BaseConfigEntry, System.Text.Encoding.UTF8.GetBytes(model.ConfigJson()));
+            entries.WriteTensors(BaseWeightsEntry, ModuleWeights.StateDict(model.Module));
         }
-        if (adapted is not null) ZipTensors.Save(ctx, AdapterEntry, AdaptedModelState.Collect(adapted));
+        if (adapted is not null) entries.WriteTensors(AdapterEntry, AdaptedModelState.Collect(adapted));
+        writer.Write((Record with { Entries = entries.Written }).ToJson());
+        writer.Write(tokenizerFiles.Count);
+        foreach (var (name, _) in tokenizerFiles) writer.Write(name);
     });
 
     /// <summary>
@@ -82,15 +84,19 @@ internal sealed class FineTunedModel : IDisposable
     public static FineTunedModel Load(object ctx, MlNetInternals.ModelVersion version, Func<SavedModel, string, ModelLoadOptions, IPretrainedModel> loadBase)
     {
         BinaryReader reader = MlNetInternals.BeginLoad(ctx, version);
-        SavedModel record = SavedModel.FromJson(reader.ReadString(), "model zip");
-        int count = reader.ReadInt32();
+        SavedModel record = SavedModel.FromJson(ReadModelStream(reader, r => r.ReadString()), "model zip");
+        var entries = new ZipEntryReader(ctx, record.Entries);
+        int count = ReadModelStream(reader, r => r.ReadInt32());
         if (count is < 0 or > 64) throw new InvalidDataException($"model zip: {count} tokenizer files is not a valid count.");
         var files = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         for (int i = 0; i < count; i++)
         {
-            string file = reader.ReadString();
-            files[file] = ZipTensors.LoadBytes(ctx, TokenizerEntryPrefix + file);
+            string file = ReadModelStream(reader, r => r.ReadString());
+            if (!files.TryAdd(file, entries.ReadBytes(TokenizerEntryPrefix + file)))
+                throw new InvalidDataException($"model zip: the tokenizer file '{file}' is listed twice.");
         }
+        if (record.Entries.Keys.Count(k => k.StartsWith(TokenizerEntryPrefix, StringComparison.Ordinal)) != files.Count)
+            throw new InvalidDataException("model zip: the tokenizer files listed differ from the entries recorded.");
         var tokenizer = new TokenizerFiles(files, "model zip");
         var load = new ModelLoadOptions { DType = record.Base.DType.ToScalarType() };
 
@@ -100,10 +106,10 @@ internal sealed class FineTunedModel : IDisposable
         bool shareable = !record.Base.Embedded && config is not null && config is not LoraConfig { MutatesBaseWeights: true };
         if (!shareable)
         {
-            IPretrainedModel model = LoadPrivateBase(ctx, record, loadBase, load, out record);
+            IPretrainedModel model = LoadPrivateBase(entries, record, loadBase, load, out record);
             try
             {
-                AdapterModel? adapted = AdaptedModelState.RestoreFromZip(ctx, AdapterEntry, model.Module, record.AdapterConfigJson, baseIsResidual: record.Base.Embedded);
+                AdapterModel? adapted = AdaptedModelState.RestoreFromZip(entries, AdapterEntry, model.Module, record.AdapterConfigJson, baseIsResidual: record.Base.Embedded);
                 model.Module.eval();
                 return new FineTunedModel(model, adapted, tokenizer, record);
             }
@@ -120,7 +126,7 @@ internal sealed class FineTunedModel : IDisposable
         string name = SharedBaseModel.NewAdapterName();
         try
         {
-            Dictionary<string, TorchSharp.torch.Tensor> tensors = ZipTensors.Load(ctx, AdapterEntry);
+            Dictionary<string, TorchSharp.torch.Tensor> tensors = entries.ReadTensors(AdapterEntry);
             try
             {
                 shared.AddAdapter(existing =>
@@ -152,6 +158,16 @@ internal sealed class FineTunedModel : IDisposable
         return new FineTunedModel(shared, name, tokenizer, record);
     }
 
+    // The model stream ends early or holds garbage only when the zip is damaged: say so, not EndOfStreamException.
+    private static T ReadModelStream<T>(BinaryReader reader, Func<BinaryReader, T> read)
+    {
+        try { return read(reader); }
+        catch (Exception e) when (e is EndOfStreamException or FormatException or IOException)
+        {
+            throw new InvalidDataException($"model zip: the model's record is cut short or damaged ({e.Message}).", e);
+        }
+    }
+
     // What makes two zips' bases interchangeable: the same files (by content), the same precision and the same head.
     private static string SharingKey(SavedModel record) => string.Join("|",
         record.Base.Architecture, record.Base.Path, record.Base.DType, record.TextClassification is { } tc ? $"labels={(tc.IsRegression ? 1 : tc.LabelNames!.Length)}" : "causal",
@@ -168,7 +184,7 @@ internal sealed class FineTunedModel : IDisposable
         return model;
     }
 
-    private static IPretrainedModel LoadPrivateBase(object ctx, SavedModel record, Func<SavedModel, string, ModelLoadOptions, IPretrainedModel> loadBase, ModelLoadOptions load, out SavedModel updated)
+    private static IPretrainedModel LoadPrivateBase(ZipEntryReader entries, SavedModel record, Func<SavedModel, string, ModelLoadOptions, IPretrainedModel> loadBase, ModelLoadOptions load, out SavedModel updated)
     {
         updated = record;
         if (record.Base.Embedded)
@@ -176,8 +192,8 @@ internal sealed class FineTunedModel : IDisposable
             string temp = Directory.CreateDirectory(TempPaths.NewScratchPath("embedded-base-")).FullName;
             try
             {
-                ZipTensors.LoadFile(ctx, BaseConfigEntry, Path.Combine(temp, "config.json"));
-                ZipTensors.LoadFile(ctx, BaseWeightsEntry, Path.Combine(temp, SafetensorsCheckpoint.SingleFileName));
+                entries.CopyToFile(BaseConfigEntry, Path.Combine(temp, "config.json"));
+                entries.CopyToFile(BaseWeightsEntry, Path.Combine(temp, SafetensorsCheckpoint.SingleFileName));
                 return loadBase(record, temp, load);
             }
             finally { Directory.Delete(temp, recursive: true); }

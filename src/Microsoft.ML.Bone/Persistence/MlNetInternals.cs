@@ -58,6 +58,21 @@ internal static class MlNetInternals
     /// <summary>Reads a sibling entry written by <see cref="SaveBinaryStream"/>; false when it is absent.</summary>
     public static bool TryLoadBinaryStream(object ctx, string name, Action<BinaryReader> read) => (bool)Invoke(Api.Value.TryLoadBinaryStreamMethod, ctx, [name, read])!;
 
+    /// <summary>
+    /// The zip entry <paramref name="name"/> of the directory being loaded, or null when absent: its declared sizes
+    /// let a reader refuse an entry before ML.NET extracts it to a temporary file.
+    /// </summary>
+    public static System.IO.Compression.ZipArchiveEntry? FindEntry(object ctx, string name)
+    {
+        Members m = Api.Value;
+        object repository = m.LoadRepositoryField.GetValue(ctx) ?? throw new InvalidDataException("model zip: the model is not being read from a zip.");
+        string directory = (string?)m.LoadDirectoryField.GetValue(ctx) ?? "";
+        var entries = (System.Collections.IDictionary)m.RepositoryEntriesField.GetValue(repository)!;
+        // The repository's keys: the entry's path with the file system's separator (as its GetPath builds them).
+        string key = Path.Combine(directory, name).Replace('/', Path.DirectorySeparatorChar).Replace('\\', Path.DirectorySeparatorChar);
+        return entries[key] as System.IO.Compression.ZipArchiveEntry ?? entries[key.Replace(Path.DirectorySeparatorChar, '\\')] as System.IO.Compression.ZipArchiveEntry;
+    }
+
     /// <summary>A <see cref="SchemaShape.Column"/> (its constructor is internal).</summary>
     public static SchemaShape.Column ShapeColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType, bool isKey, SchemaShape? annotations = null) =>
         (SchemaShape.Column)Api.Value.ShapeColumnCtor.Invoke([name, kind, itemType, isKey, annotations]);
@@ -79,7 +94,7 @@ internal static class MlNetInternals
 
         public readonly ConstructorInfo VersionInfoCtor;
         public readonly MethodInfo SaveCheckAtModel, SaveSetVersionInfo, SaveBinaryStreamMethod, LoadCheckAtModel, TryLoadBinaryStreamMethod;
-        public readonly FieldInfo SaveWriterField, LoadReaderField;
+        public readonly FieldInfo SaveWriterField, LoadReaderField, LoadRepositoryField, LoadDirectoryField, RepositoryEntriesField;
         public readonly ConstructorInfo ShapeColumnCtor;
 
         public Members(Assembly core)
@@ -95,6 +110,9 @@ internal static class MlNetInternals
             SaveBinaryStreamMethod = Method(typeof(ModelSaveContext), "SaveBinaryStream", [typeof(string), typeof(Action<BinaryWriter>)]);
             LoadCheckAtModel = Method(loadContext, "CheckAtModel", [versionInfo]);
             LoadReaderField = Field(loadContext, "Reader");
+            LoadRepositoryField = Field(loadContext, "Repository");
+            LoadDirectoryField = Field(loadContext, "Directory");
+            RepositoryEntriesField = Field(CoreType("Microsoft.ML.RepositoryReader"), "_entries");
             TryLoadBinaryStreamMethod = Method(loadContext, "TryLoadBinaryStream", [typeof(string), typeof(Action<BinaryReader>)]);
             ShapeColumnCtor = typeof(SchemaShape.Column).GetConstructor(Any, [typeof(string), typeof(SchemaShape.Column.VectorKind), typeof(DataViewType), typeof(bool), typeof(SchemaShape)])
                 ?? throw Missing("SchemaShape.Column(string, VectorKind, DataViewType, bool, SchemaShape)");

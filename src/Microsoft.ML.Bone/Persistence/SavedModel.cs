@@ -21,19 +21,33 @@ internal sealed record SavedModel
     public int Threads { get; init; }
     public TextClassificationSettings? TextClassification { get; init; }
     public CausalLMSettings? CausalLM { get; init; }
+    /// <summary>Size and SHA-256 of every entry the model wrote beside this record (adapter, tokenizer files, embedded base).</summary>
+    public Dictionary<string, FileIdentity> Entries { get; init; } = [];
 
-    private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
+    // Strict on read: a missing required field, a null where the type has none, an unknown field or an enum given as a
+    // number is an error, not a default.
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        Converters = { new JsonStringEnumConverter(allowIntegerValues: false) },
+        RespectNullableAnnotations = true,
+        RespectRequiredConstructorParameters = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        MaxDepth = 16,
+    };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>Parses the record; a malformed one is an error naming the zip entry.</summary>
+    /// <summary>Parses and validates the record; anything malformed is an error naming the source and the field.</summary>
     public static SavedModel FromJson(string json, string source)
     {
         SavedModel? model;
         try { model = JsonSerializer.Deserialize<SavedModel>(json, Json); }
-        catch (JsonException e) { throw new InvalidDataException($"{source}: the model's settings are not readable ({e.Message}).", e); }
-        if (model is null || (model.TextClassification is null) == (model.CausalLM is null))
-            throw new InvalidDataException($"{source}: the model's settings name no task (or two).");
+        catch (Exception e) when (e is JsonException or NotSupportedException or ArgumentException)
+        {
+            throw new InvalidDataException($"{source}: the model's settings are not readable ({e.Message}).", e);
+        }
+        if (model is null) throw new InvalidDataException($"{source}: the model's settings are empty.");
+        SavedModelValidation.Check(model, source);
         return model;
     }
 }

@@ -17,7 +17,8 @@ public sealed class BoneTextClassificationTransformer : ScoringTransformer
     // 0x00010001: first format (settings per task, base identified by whole-file SHA-256).
     // 0x00020001: one saved-model record for every task, tokenizer files inside the zip, base identified by file
     //             sizes and the content digest taken while it loads.
-    internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00020001, 0x00020001, 0x00020001, LoaderSignature);
+    // 0x00020002: every entry's size and SHA-256 in the record (zip CRCs are not checked on read); strict record.
+    internal static readonly MlNetInternals.ModelVersion Version = new("BONETXCL", 0x00020002, 0x00020002, 0x00020002, LoaderSignature);
 
     private readonly TextClassificationModel _model;
 
