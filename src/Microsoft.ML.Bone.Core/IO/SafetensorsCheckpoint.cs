@@ -160,7 +160,10 @@ public sealed class SafetensorsCheckpoint : IDisposable
             SafetensorsFile file = OpenShard(shard);
             foreach (SafetensorsEntry e in file.Entries)
             {
-                string owner = _shardOf.GetValueOrDefault(e.Name) ?? shard;
+                // A tensor the index does not list would be invisible here but loaded by tools that read whole
+                // shards: the checkpoint means two different models, so it is refused.
+                if (!_shardOf.TryGetValue(e.Name, out string? owner))
+                    throw new InvalidDataException($"{IndexJsonPath}: tensor '{e.Name}' is in shard '{shard}' but the index does not list it.");
                 if (owner != shard)
                     throw new InvalidDataException($"{IndexJsonPath}: tensor '{e.Name}' is in shard '{shard}' but the index places it in '{owner}'.");
             }

@@ -256,6 +256,12 @@ public sealed class SafetensorsTests
 
         File.WriteAllText(index, """{"weight_map": {"a.weight": "model-00002-of-00002.safetensors", "c.weight": "model-00002-of-00002.safetensors"}}""");
         StringAssert.Contains(Assert.ThrowsExactly<InvalidDataException>(() => SafetensorsCheckpoint.Open(_dir)).Message, "tensor 'a.weight' is listed in shard");
+
+        // b.weight is in the first shard, but the index does not list it: tools that read whole shards would load it.
+        File.WriteAllText(index, """{"weight_map": {"a.weight": "model-00001-of-00002.safetensors", "c.weight": "model-00002-of-00002.safetensors"}}""");
+        var unlisted = Assert.ThrowsExactly<InvalidDataException>(() => SafetensorsCheckpoint.Open(_dir));
+        StringAssert.Contains(unlisted.Message, index);
+        StringAssert.Contains(unlisted.Message, "tensor 'b.weight' is in shard 'model-00001-of-00002.safetensors' but the index does not list it");
     }
 
     [TestMethod]
