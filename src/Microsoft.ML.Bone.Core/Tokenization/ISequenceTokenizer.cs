@@ -8,4 +8,7 @@ public interface ISequenceTokenizer
 
     /// <summary>Ids of <paramref name="first"/> (and <paramref name="second"/>) with special tokens, at most <paramref name="maxLength"/> long.</summary>
     int[] Encode(string first, string? second, int maxLength);
+
+    /// <summary>As <see cref="Encode"/>, with the length the ids would have had without truncation.</summary>
+    (int[] Ids, int FullLength) EncodeCounting(string first, string? second, int maxLength);
 }

@@ -76,23 +76,30 @@ public sealed class RobertaTokenizer : ISequenceTokenizer
     public IReadOnlyList<int> EncodeText(string text) => _bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: true);
 
     /// <inheritdoc/>
-    public int[] Encode(string first, string? second, int maxLength) =>
-        second is null ? EncodeSingle(first, maxLength) : EncodePair(first, second, maxLength);
+    public int[] Encode(string first, string? second, int maxLength) => EncodeCounting(first, second, maxLength).Ids;
+
+    /// <inheritdoc/>
+    public (int[] Ids, int FullLength) EncodeCounting(string first, string? second, int maxLength) =>
+        second is null ? CountingSingle(first, maxLength) : CountingPair(first, second, maxLength);
 
     /// <summary><c>&lt;s&gt; A &lt;/s&gt;</c>, with A truncated so the total is at most <paramref name="maxLength"/>.</summary>
-    public int[] EncodeSingle(string text, int maxLength)
-    {
-        if (maxLength < 3) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "must leave room for <s>, one token and </s>");
-        IReadOnlyList<int> a = EncodeText(text);
-        int keep = Math.Min(a.Count, maxLength - 2);
-        return [BosId, .. a.Take(keep), EosId];
-    }
+    public int[] EncodeSingle(string text, int maxLength) => CountingSingle(text, maxLength).Ids;
 
     /// <summary>
     /// <c>&lt;s&gt; A &lt;/s&gt;&lt;/s&gt; B &lt;/s&gt;</c>, truncated longest-first: one token at a time comes off the
     /// end of the longer of A and B (B on ties) until the total fits, as transformers' <c>truncation=True</c>.
     /// </summary>
-    public int[] EncodePair(string first, string second, int maxLength)
+    public int[] EncodePair(string first, string second, int maxLength) => CountingPair(first, second, maxLength).Ids;
+
+    private (int[] Ids, int FullLength) CountingSingle(string text, int maxLength)
+    {
+        if (maxLength < 3) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "must leave room for <s>, one token and </s>");
+        IReadOnlyList<int> a = EncodeText(text);
+        int keep = Math.Min(a.Count, maxLength - 2);
+        return ([BosId, .. a.Take(keep), EosId], a.Count + 2);
+    }
+
+    private (int[] Ids, int FullLength) CountingPair(string first, string second, int maxLength)
     {
         if (maxLength < 6) throw new ArgumentOutOfRangeException(nameof(maxLength), maxLength, "must leave room for four special tokens and one token of each text");
         IReadOnlyList<int> a = EncodeText(first), b = EncodeText(second);
@@ -102,6 +109,6 @@ public sealed class RobertaTokenizer : ISequenceTokenizer
             if (keepA > keepB) keepA--;
             else keepB--;
         }
-        return [BosId, .. a.Take(keepA), EosId, EosId, .. b.Take(keepB), EosId];
+        return ([BosId, .. a.Take(keepA), EosId, EosId, .. b.Take(keepB), EosId], a.Count + b.Count + 4);
     }
 }

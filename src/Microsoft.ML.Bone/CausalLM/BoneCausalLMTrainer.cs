@@ -1,3 +1,4 @@
+using Microsoft.ML.Bone.Data;
 using Microsoft.ML.Bone.FineTuning;
 using Microsoft.ML.Bone.Models;
 using Microsoft.ML.Bone.Persistence;
@@ -61,7 +62,7 @@ public sealed class BoneCausalLMTrainer : BoneTrainerBase<BoneCausalLMTransforme
         return new SchemaShape(columns.Values);
     }
 
-    private protected override FitTask Begin(IDataView input, IChannel channel) => new CausalLMFit(_options, input, Seed, channel);
+    private protected override FitTask Begin(IDataView input, IChannel channel) => new CausalLMFit(_options, input, Seed, channel, Context);
 }
 
 /// <summary>Instruction tuning's part of <c>Fit</c>.</summary>
@@ -74,10 +75,12 @@ internal sealed class CausalLMFit : FitTask
     private ICausalTokenizer? _tokenizer;
     private List<PromptResponse> _examples = [];
     private List<PromptResponse>? _validation;
+    private readonly IHostEnvironment _env;
 
-    public CausalLMFit(BoneCausalLMOptions o, IDataView input, int seed, IChannel channel)
+    public CausalLMFit(BoneCausalLMOptions o, IDataView input, int seed, IChannel channel, IHostEnvironment env)
     {
         _o = o;
+        _env = env;
         _seed = seed;
         _pairs = CausalLMData.Read(input, o.PromptColumnName, o.ResponseColumnName, "training data", o.CancellationToken);
         if (_pairs.Count == 0) throw new ArgumentException("The training data has no rows.", nameof(input));
@@ -95,14 +98,23 @@ internal sealed class CausalLMFit : FitTask
 
     public override TokenizerFiles LocateTokenizer(string modelPath) => CausalTokenizers.Locate(modelPath, _o.TokenizerPath);
 
-    public override void Prepare(IPretrainedModel model, TokenizerFiles tokenizer)
+    public override void Prepare(IPretrainedModel model, TokenizerFiles tokenizer, Action<string> warn)
     {
         var lm = (ICausalLanguageModel)model;
         if (_o.MaxSequenceLength > model.MaxSequenceLength)
             throw new ArgumentOutOfRangeException(nameof(_o.MaxSequenceLength), _o.MaxSequenceLength, $"MaxSequenceLength ({_o.MaxSequenceLength}) exceeds the {model.MaxSequenceLength} positions the model was trained for (max_position_embeddings in {Path.Combine(_o.ModelPath, "config.json")}); lower it, or use a checkpoint with rope_scaling for longer contexts.");
-        _tokenizer = CausalLMModel.OpenTokenizer(lm, tokenizer);
+        _tokenizer = CausalLMModel.OpenTokenizer(lm, tokenizer, CausalLMModel.ConfigOf(_o.ModelPath));
         _examples = _pairs.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();
         _validation = _validationPairs?.Select(p => CausalLMModel.Encode(_tokenizer, Settings, p.Prompt, p.Response)).ToList();
+        WarnTruncated(_examples, "training", warn);
+        if (_validation is not null) WarnTruncated(_validation, "validation", warn);
+    }
+
+    private void WarnTruncated(IReadOnlyList<PromptResponse> examples, string which, Action<string> warn)
+    {
+        int longer = examples.Count(e => e.Prompt.Length + e.Response.Length > _o.MaxSequenceLength);
+        if (longer > 0)
+            warn($"{longer} of {examples.Count} {which} examples are longer than MaxSequenceLength ({_o.MaxSequenceLength} tokens) and are truncated (the prompt's start first, then the response's end).");
     }
 
     public override string DataDigest() => Digests.Of(_examples.SelectMany<PromptResponse, int[]>(e => [e.Prompt, [-1], e.Response, [-2]]).ToArray(), []);
@@ -121,7 +133,7 @@ internal sealed class CausalLMFit : FitTask
     public override SavedModel Complete(SavedModel record) => record with { CausalLM = Settings };
 
     public override ITransformer CreateTransformer(FineTunedModel model, IReadOnlyList<TrainingProgress> history) =>
-        new BoneCausalLMTransformer(new CausalLMModel(model), history, _o.OnToken);
+        new BoneCausalLMTransformer(new CausalLMModel(model) { Warn = HostWarnings.To(_env, nameof(BoneCausalLMTransformer)) }, history, _o.OnToken);
 }
 
 /// <summary>Prompt / response text pairs read from a data view.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Bone.Data;
 using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.Persistence;
 using Microsoft.ML.Bone.Training;
@@ -54,7 +55,12 @@ public sealed class BoneCausalLMTransformer : ScoringTransformer
     private protected override void Save(ModelSaveContext ctx) => _model.Save(ctx, Version);
 
     // ML.NET's model loader calls this with its (internal) ModelLoadContext; see Persistence/BoneLoaders.cs.
-    private static BoneCausalLMTransformer Create(IHostEnvironment env, object ctx) => new(CausalLMModel.Load(ctx, Version), []);
+    private static BoneCausalLMTransformer Create(IHostEnvironment env, object ctx)
+    {
+        CausalLMModel model = CausalLMModel.Load(ctx, Version);
+        model.Warn = HostWarnings.To(env, nameof(BoneCausalLMTransformer));
+        return new(model, []);
+    }
 
     /// <inheritdoc/>
     public override void Dispose() => _model.Dispose();

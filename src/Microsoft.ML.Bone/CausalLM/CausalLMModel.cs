@@ -13,7 +13,8 @@ internal sealed class CausalLMModel : IDisposable
     {
         Trained = model;
         Settings = model.Record.CausalLM ?? throw new InvalidDataException("model zip: this is not a causal language model.");
-        Tokenizer = model.Use((m, _) => OpenTokenizer((ICausalLanguageModel)m, model.Tokenizer));
+        string config = model.Record.Base.Embedded ? "the model zip's embedded config.json" : ConfigOf(model.Record.Base.Path);
+        Tokenizer = model.Use((m, _) => OpenTokenizer((ICausalLanguageModel)m, model.Tokenizer, config));
     }
 
     public FineTunedModel Trained { get; }
@@ -21,16 +22,26 @@ internal sealed class CausalLMModel : IDisposable
     public CausalLMSettings Settings { get; }
     public SavedModel Record => Trained.Record;
 
-    /// <summary>The tokenizer for <paramref name="model"/>, checked against its vocabulary.</summary>
-    public static ICausalTokenizer OpenTokenizer(ICausalLanguageModel model, TokenizerFiles files)
+    /// <summary>Where warnings while generating go (the MLContext's log, for models made by a trainer or loader).</summary>
+    public Action<string> Warn { get; set; } = _ => { };
+
+    /// <summary>Where a checkpoint states its vocabulary: config.json, or a single-file checkpoint's own header.</summary>
+    public static string ConfigOf(string modelPath) => File.Exists(modelPath) ? modelPath : Path.Combine(modelPath, "config.json");
+
+    /// <summary>
+    /// The tokenizer for <paramref name="model"/>, checked against its vocabulary (<paramref name="modelConfig"/> names
+    /// where that comes from), so that no id can index past the embeddings.
+    /// </summary>
+    public static ICausalTokenizer OpenTokenizer(ICausalLanguageModel model, TokenizerFiles files, string modelConfig)
     {
         int? eos = model.EosTokenIds.Count > 0 ? model.EosTokenIds[0] : null;
         ICausalTokenizer tokenizer = CausalTokenizers.Load(files, model.BosTokenId, eos);
+        string source = files.Files.Count == 1 ? files.Describe(files.Files.Keys.Single()) : $"{files.Source} ({string.Join(", ", files.Files.Keys.Order(StringComparer.Ordinal))})";
         if (tokenizer.IdLimit > model.VocabSize)
-            throw new InvalidDataException($"The tokenizer in {files.Source} produces ids up to {tokenizer.IdLimit - 1}, but the model's config.json gives vocab_size {model.VocabSize}: the tokenizer and the model do not belong together (set TokenizerPath to the model's own tokenizer).");
+            throw new InvalidDataException($"The tokenizer {source} produces ids up to {tokenizer.IdLimit - 1}, but {modelConfig} gives vocab_size {model.VocabSize}: the tokenizer and the model do not belong together (set TokenizerPath to the model's own tokenizer).");
         foreach (var (name, id) in new[] { ("EOS", tokenizer.EosId), ("padding", tokenizer.PadId), ("BOS", tokenizer.BosId ?? 0) })
             if (id < 0 || id >= model.VocabSize)
-                throw new InvalidDataException($"{files.Source}: the tokenizer's {name} id {id} is outside the model's vocabulary of {model.VocabSize} (config.json vocab_size): the tokenizer and the model do not belong together.");
+                throw new InvalidDataException($"The tokenizer {source} has {name} id {id}, outside the vocabulary of {model.VocabSize} that {modelConfig} gives (vocab_size): the tokenizer and the model do not belong together.");
         return tokenizer;
     }
 
@@ -48,11 +59,39 @@ internal sealed class CausalLMModel : IDisposable
         {
             var model = (ICausalLanguageModel)m;
             var eos = new HashSet<int>(model.EosTokenIds) { Tokenizer.EosId };
-            return TextGeneration.Generate(model, ids, Settings.Generation, eos, Tokenizer.PadId,
+            GenerationOptions generation = FitToPositions(ids, model.MaxSequenceLength);
+            return TextGeneration.Generate(model, ids, generation, eos, Tokenizer.PadId,
                 Settings.StopStrings.Length == 0 ? null : (_, tokens) => Settings.StopStrings.Any(Tokenizer.Decode(tokens).Contains),
                 onToken is null ? null : (row, token) => onToken(row, Tokenizer.Decode([token])));
         });
         return generated.Select(g => CutAtStop(Tokenizer.Decode(g))).ToArray();
+    }
+
+    /// <summary>
+    /// Keeps prompt and completion within the model's positions: prompts longer than the positions left after the
+    /// tokens to generate (at least half the positions) keep their BOS and their end, as a chat keeps its latest turns,
+    /// and the tokens to generate shrink to what still fits. Either is a warning, never gigabytes of attention.
+    /// </summary>
+    private GenerationOptions FitToPositions(int[][] ids, int positions)
+    {
+        GenerationOptions generation = Settings.Generation;
+        if (positions == int.MaxValue || ids.Length == 0) return generation;   // a recurrent model has no position limit
+        int promptBudget = Math.Max(positions / 2, positions - generation.MaxNewTokens);
+        int cut = 0;
+        for (int i = 0; i < ids.Length; i++)
+            if (ids[i].Length > promptBudget)
+            {
+                ids[i] = [ids[i][0], .. ids[i][^(promptBudget - 1)..]];
+                cut++;
+            }
+        if (cut > 0) Warn($"{cut} of {ids.Length} prompts are longer than the {promptBudget} tokens that fit before the {generation.MaxNewTokens} to generate in the model's {positions} positions; their beginning (after BOS) was cut.");
+        int fits = positions - ids.Max(p => p.Length);
+        if (generation.MaxNewTokens > fits)
+        {
+            Warn($"at most {fits} tokens are generated (not MaxNewTokens = {generation.MaxNewTokens}): the prompt and the completion must fit in the model's {positions} positions.");
+            generation = generation with { MaxNewTokens = fits };
+        }
+        return generation;
     }
 
     private string CutAtStop(string text)

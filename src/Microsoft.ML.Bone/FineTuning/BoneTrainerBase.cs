@@ -67,7 +67,7 @@ public abstract class BoneTrainerBase<TTransformer> : IEstimator<TTransformer> w
             channel.Info(MessageSensitivity.None, $"Loaded {o.ModelPath} ({model.ModelType}): {model.Module.parameters().Sum(p => p.numel()):N0} parameters.");
             model.GradientCheckpointing = o.GradientCheckpointing;
             TokenizerFiles tokenizer = task.LocateTokenizer(o.ModelPath);
-            task.Prepare(model, tokenizer);
+            task.Prepare(model, tokenizer, warning => channel.Warning(MessageSensitivity.None, "warning: " + warning));
 
             AdapterConfig? config = AdapterConfigFactory.Create(o, model.DefaultTargetModules, task.ModulesToSave);
             AdapterModel? adapted = config is null ? null : AdapterModel.Inject(model.Module, config, random);
@@ -127,8 +127,11 @@ internal abstract class FitTask
     /// <summary>The tokenizer's files for the base at <paramref name="modelPath"/>.</summary>
     public abstract TokenizerFiles LocateTokenizer(string modelPath);
 
-    /// <summary>Opens the tokenizer and turns the data into token ids (checked against the model's vocabulary and positions).</summary>
-    public abstract void Prepare(IPretrainedModel model, TokenizerFiles tokenizer);
+    /// <summary>
+    /// Opens the tokenizer and turns the data into token ids (checked against the model's vocabulary and positions);
+    /// <paramref name="warn"/> hears how many examples were truncated to the maximum length.
+    /// </summary>
+    public abstract void Prepare(IPretrainedModel model, TokenizerFiles tokenizer, Action<string> warn);
 
     /// <summary>SHA-256 of the prepared training examples (token ids and targets), naming the data in checkpoints.</summary>
     public abstract string DataDigest();

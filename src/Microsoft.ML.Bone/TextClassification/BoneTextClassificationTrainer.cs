@@ -130,15 +130,26 @@ internal sealed class TextClassificationFit : FitTask
 
     public override TokenizerFiles LocateTokenizer(string modelPath) => TextClassificationModel.LocateTokenizer(modelPath);
 
-    public override void Prepare(IPretrainedModel model, TokenizerFiles tokenizer)
+    public override void Prepare(IPretrainedModel model, TokenizerFiles tokenizer, Action<string> warn)
     {
         if (_o.MaxSequenceLength > model.MaxSequenceLength)
             throw new ArgumentOutOfRangeException(nameof(_o.MaxSequenceLength), _o.MaxSequenceLength, $"MaxSequenceLength ({_o.MaxSequenceLength}) exceeds the {model.MaxSequenceLength} positions of {Path.Combine(_o.ModelPath, "config.json")}.");
         _tokenizer = RobertaTokenizer.Load(tokenizer);
         if (_tokenizer.IdLimit > model.VocabSize)
             throw new InvalidDataException($"{tokenizer.Describe("vocab.json")} has ids up to {_tokenizer.IdLimit - 1}, but {Path.Combine(_o.ModelPath, "config.json")} gives vocab_size {model.VocabSize}: the tokenizer and the model do not belong together.");
-        _sequences = _train.Encode(_tokenizer, _o.MaxSequenceLength);
-        _validationSequences = _validation?.Encode(_tokenizer, _o.MaxSequenceLength);
+        (_sequences, int truncated) = _train.Encode(_tokenizer, _o.MaxSequenceLength);
+        WarnTruncated(truncated, _sequences.Length, "training", warn);
+        if (_validation is not null)
+        {
+            (_validationSequences, truncated) = _validation.Encode(_tokenizer, _o.MaxSequenceLength);
+            WarnTruncated(truncated, _validationSequences.Length, "validation", warn);
+        }
+    }
+
+    private void WarnTruncated(int truncated, int count, string which, Action<string> warn)
+    {
+        if (truncated > 0)
+            warn($"{truncated} of {count} {which} rows are longer than MaxSequenceLength ({_o.MaxSequenceLength} tokens) and are truncated (longest text first).");
     }
 
     public override string DataDigest() => Digests.Of(_sequences, _train.Targets);

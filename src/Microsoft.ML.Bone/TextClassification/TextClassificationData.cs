@@ -60,6 +60,16 @@ internal sealed class TextClassificationData
         return () => { key(ref k); return k == 0 ? null : k - 1; };
     };
 
-    public int[][] Encode(ISequenceTokenizer tokenizer, int maxLength) =>
-        Enumerable.Range(0, Count).Select(i => tokenizer.Encode(_first[i], _second[i], maxLength)).ToArray();
+    /// <summary>Token ids of every row, at most <paramref name="maxLength"/> long, and how many rows were cut to fit.</summary>
+    public (int[][] Ids, int Truncated) Encode(ISequenceTokenizer tokenizer, int maxLength)
+    {
+        var ids = new int[Count][];
+        int truncated = 0;
+        for (int i = 0; i < Count; i++)
+        {
+            (ids[i], int fullLength) = tokenizer.EncodeCounting(_first[i], _second[i], maxLength);
+            if (fullLength > maxLength) truncated++;
+        }
+        return (ids, truncated);
+    }
 }
