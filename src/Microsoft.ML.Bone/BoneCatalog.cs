@@ -48,14 +48,23 @@ public sealed partial class BoneCatalog
             {
                 return Context.Model.Load(stream, out inputSchema);
             }
-            catch (Exception e) when (e is System.Reflection.TargetInvocationException or InvalidOperationException && Innermost(e) is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
+            catch (Exception e) when (e is System.Reflection.TargetInvocationException or InvalidOperationException or FormatException)
             {
                 // ML.NET wraps a loader's error in reflection exceptions; surface the error that says what is wrong.
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(Innermost(e)).Throw();
+                for (Exception? x = e; x is not null; x = x.InnerException)
+                    if (x is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException or NotSupportedException)
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(x).Throw();
+                // ML.NET's own decoding errors (its header, its streams, versions it cannot read) mean a damaged zip.
+                Exception innermost = Innermost(e);
+                if (innermost is FormatException || (innermost is InvalidOperationException && FromMlNet(innermost)))
+                    throw new InvalidDataException($"{source}: not a readable ML.NET model zip ({innermost.Message}).", e);
                 throw;
             }
         }
     }
+
+    private static bool FromMlNet(Exception e) =>
+        e.TargetSite?.DeclaringType?.Assembly.GetName().Name is { } assembly && assembly.StartsWith("Microsoft.ML", StringComparison.Ordinal) && !assembly.StartsWith("Microsoft.ML.Bone", StringComparison.Ordinal);
 
     /// <summary>
     /// Saves a model zip as <c>mlContext.Model.Save</c> does, but atomically: the zip is written to a temporary file

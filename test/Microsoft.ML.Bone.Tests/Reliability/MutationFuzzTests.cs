@@ -85,7 +85,12 @@ public sealed class MutationFuzzTests
         long allocated = GC.GetTotalAllocatedBytes() - before;
         if (allocated > 256L * 1024 * 1024 + 64 * size) return $"allocated {allocated / 1048576} MB for a {size}-byte file";
         if (error is not null && !IsProjectError(error))
-            return $"{error.GetType().Name}: {error.Message.Split('\n')[0]} {error.StackTrace?.Split('\n').FirstOrDefault(l => l.Contains("Microsoft.ML.Bone"))?.Trim()}";
+        {
+            Exception inner = error;
+            while (inner.InnerException is not null) inner = inner.InnerException;
+            string where = inner.StackTrace?.Split('\n').FirstOrDefault(l => l.Contains(" at "))?.Trim() ?? "";
+            return $"{error.GetType().Name} ({inner.GetType().Name}: {inner.Message.Split('\n')[0]} {where})";
+        }
         return null;
     }
 
@@ -101,6 +106,40 @@ public sealed class MutationFuzzTests
             using var file = SafetensorsFile.Open(p);
             foreach (var e in file.Entries) file.Load(e.Name).Dispose();
         }, 256, Json: false, Cases: 600);
+
+        // A sharded checkpoint's index (two shards of the project's writer, the index naming where each tensor is).
+        {
+            string sharded = Path.Combine(_dir, "index");
+            Directory.CreateDirectory(sharded);
+            using (var scope = NewDisposeScope())
+            {
+                SafetensorsWriter.Write(Path.Combine(sharded, "model-00001-of-00002.safetensors"), new Dictionary<string, Tensor> { ["a.weight"] = randn(4, 3), ["b.weight"] = randn(2) });
+                SafetensorsWriter.Write(Path.Combine(sharded, "model-00002-of-00002.safetensors"), new Dictionary<string, Tensor> { ["c.weight"] = randn(3, 3) });
+            }
+            SafetensorsCheckpoint.WriteIndex(Path.Combine(sharded, SafetensorsCheckpoint.IndexFileName), new Dictionary<string, string>
+            {
+                ["a.weight"] = "model-00001-of-00002.safetensors", ["b.weight"] = "model-00001-of-00002.safetensors", ["c.weight"] = "model-00002-of-00002.safetensors",
+            }, 4 * (12 + 2 + 9));
+            yield return new Target("index", SafetensorsCheckpoint.IndexFileName, File.ReadAllBytes(Path.Combine(sharded, SafetensorsCheckpoint.IndexFileName)), p =>
+            {
+                using var checkpoint = SafetensorsCheckpoint.Open(Path.GetDirectoryName(p)!);
+                foreach (string name in checkpoint.Names) checkpoint.Load(name).Dispose();
+            }, 0, Json: true, Cases: 200);
+        }
+
+        // A model zip (a Bone adapter on a tiny LLaMA with a byte tokenizer), repacked with stored entries so that
+        // mutations reach the settings record, the entry names and the tensors, not only the deflate streams; and
+        // the zip as ML.NET wrote it. Each loads through mlContext.Bone.LoadModel and generates a token.
+        {
+            string zips = Path.Combine(_dir, "zip");
+            string deflated = FuzzModelZip.Create(zips);
+            Directory.CreateDirectory(Path.Combine(_dir, "zip-stored"));
+            byte[] stored = FuzzModelZip.Stored(File.ReadAllBytes(deflated));
+            yield return new Target("zip-stored", "model.zip", stored, FuzzModelZip.LoadAndGenerate, stored.Length, Json: false, Cases: 250);
+            Directory.CreateDirectory(Path.Combine(_dir, "zip-deflated"));
+            byte[] original = File.ReadAllBytes(deflated);
+            yield return new Target("zip-deflated", "model.zip", original, FuzzModelZip.LoadAndGenerate, 4096, Json: false, Cases: 150);
+        }
 
         // config.json of each architecture, read with its checkpoint's shapes on the meta device.
         foreach (var (name, directory) in ConfigSeeds())
