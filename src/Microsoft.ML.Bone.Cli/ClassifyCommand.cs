@@ -47,7 +47,7 @@ internal static class ClassifyCommand
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
             string zipPath = p.GetValue(zip)!;
             string png = CliOutputs.CheckModelAndPlot(zipPath, p.GetValue(plot), [("--model", p.GetValue(model)), ("--train", p.GetValue(trainFile)), ("--dev", p.GetValue(devFile))]);
-            var ml = CliLog.Attach(new MLContext(seed: 1));
+            var ml = CliLog.NewContext();
             IDataView data = Load(ml, p.GetValue(trainFile)!, columns);
             if (p.GetValue(maxRows) > 0) data = ml.Data.TakeRows(data, p.GetValue(maxRows));
             var options = new BoneTextClassificationOptions
@@ -82,7 +82,7 @@ internal static class ClassifyCommand
         eval.SetAction(p => CommandErrors.Run("classify eval", () =>
         {
             var columns = new Columns(p.GetValue(text)!, p.GetValue(text2), p.GetValue(label)!, p.GetValue(regression));
-            var ml = new MLContext(seed: 1);
+            var ml = CliLog.NewContext();
             ITransformer loaded = CliModels.Classifier(ml, p.GetValue(modelZip)!, out _, p.GetValue(baseModel));
             PrintMetrics(ml, loaded.Transform(Load(ml, p.GetValue(dataFile)!, columns)), p.GetValue(task), columns);
             return 0;
@@ -92,7 +92,7 @@ internal static class ClassifyCommand
         var predict = new Command("predict", "Write a prediction (and scores) for every row.") { modelZip, dataFile, text, text2, predictions, baseModel };
         predict.SetAction(p => CommandErrors.Run("classify predict", () =>
         {
-            var ml = new MLContext(seed: 1);
+            var ml = CliLog.NewContext();
             ITransformer loaded = CliModels.Classifier(ml, p.GetValue(modelZip)!, out DataViewSchema inputSchema, p.GetValue(baseModel));
             // A classification pipeline starts by mapping Label to keys, so it needs a Label column even when there are no
             // labels to read: the text column stands in, and its values map to the missing key.

@@ -48,7 +48,7 @@ internal static class LmCommand
         {
             string zipPath = p.GetValue(zip)!;
             string png = CliOutputs.CheckModelAndPlot(zipPath, p.GetValue(plot), [("--model", p.GetValue(model)), ("--tokenizer", p.GetValue(tokenizer)), ("--train", p.GetValue(trainFile))]);
-            var ml = CliLog.Attach(new MLContext(seed: 1));
+            var ml = CliLog.NewContext();
             IDataView data = Load(ml, p.GetValue(trainFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
             var options = new BoneCausalLMOptions
             {
@@ -70,7 +70,7 @@ internal static class LmCommand
         var eval = new Command("eval", "Loss, perplexity and final-answer accuracy on JSONL data.") { modelZip, dataFile, promptField, responseField, maxRows };
         eval.SetAction(p => CommandErrors.Run("lm eval", () =>
         {
-            var ml = new MLContext(seed: 1);
+            var ml = CliLog.NewContext();
             // The data first: a mistake there is found in a moment, before a model of gigabytes is loaded.
             IDataView data = Load(ml, p.GetValue(dataFile)!, p.GetValue(promptField)!, p.GetValue(responseField)!, p.GetValue(maxRows));
             var loaded = CliModels.CausalLM(ml, p.GetValue(modelZip)!);
@@ -82,7 +82,7 @@ internal static class LmCommand
         var generate = new Command("generate", "Stream a completion for one prompt.") { modelZip, prompt };
         generate.SetAction(p => CommandErrors.Run("lm generate", () =>
         {
-            var ml = new MLContext(seed: 1);
+            var ml = CliLog.NewContext();
             var loaded = CliModels.CausalLM(ml, p.GetValue(modelZip)!);
             Console.WriteLine(loaded.Complete([p.GetValue(prompt)!])[0]);
             return 0;

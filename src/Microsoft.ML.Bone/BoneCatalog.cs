@@ -36,8 +36,10 @@ public sealed partial class BoneCatalog
     public ITransformer LoadModel(Stream stream, out DataViewSchema inputSchema, string? baseModelPath = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        return Load(stream, "model zip", out inputSchema, baseModelPath);
+        return Load(stream, ZipSource, out inputSchema, baseModelPath);
     }
+
+    private const string ZipSource = "model zip";
 
     private ITransformer Load(Stream stream, string source, out DataViewSchema inputSchema, string? baseModelPath)
     {
@@ -52,8 +54,13 @@ public sealed partial class BoneCatalog
             {
                 // ML.NET wraps a loader's error in reflection exceptions; surface the error that says what is wrong.
                 for (Exception? x = e; x is not null; x = x.InnerException)
+                {
+                    // The loader knows only that it reads "model zip"; here the zip has a name.
+                    if (x is InvalidDataException && x.Message.StartsWith(ZipSource + ":", StringComparison.Ordinal) && source != ZipSource)
+                        throw new InvalidDataException(source + x.Message[ZipSource.Length..], x);
                     if (x is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException or NotSupportedException)
                         System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(x).Throw();
+                }
                 // ML.NET's own decoding errors (its header, its streams, versions it cannot read) mean a damaged zip.
                 Exception innermost = Innermost(e);
                 if (innermost is FormatException || (innermost is InvalidOperationException && FromMlNet(innermost)))

@@ -132,20 +132,6 @@ public static class PeftAdapterConversion
         return (new PeftAdapterConfig(lora, adapter.TaskType, adapter.BaseModelNameOrPath).ToJson(), output, layers);
     }
 
-    private static void WriteAtomically(string outputDirectory, string json, List<KeyValuePair<string, Tensor>> tensors)
-    {
-        string full = Path.GetFullPath(outputDirectory);
-        string temp = TempPaths.Sibling(full);
-        try
-        {
-            PeftAdapterDirectory.Write(temp, json, tensors);
-            if (Directory.Exists(full)) Directory.Delete(full);
-            Directory.Move(temp, full);
-        }
-        catch
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-            throw;
-        }
-    }
+    private static void WriteAtomically(string outputDirectory, string json, List<KeyValuePair<string, Tensor>> tensors) =>
+        AtomicDirectory.Write(outputDirectory, temp => PeftAdapterDirectory.Write(temp, json, tensors));
 }

@@ -43,19 +43,7 @@ public static class PeftCheckpointMerger
         {
             using var checkpoint = SafetensorsCheckpoint.Open(modelDirectory);
             Plan plan = BuildPlan(adapter.Config, format, tensors, checkpoint, adapterFile);
-            string temp = TempPaths.Sibling(outputDirectory);
-            try
-            {
-                Directory.CreateDirectory(temp);
-                WriteOutput(modelDirectory, checkpoint, plan, temp, safe);
-                if (Directory.Exists(outputDirectory)) Directory.Delete(outputDirectory);
-                Directory.Move(temp, outputDirectory);
-            }
-            catch
-            {
-                if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-                throw;
-            }
+            AtomicDirectory.Write(outputDirectory, temp => WriteOutput(modelDirectory, checkpoint, plan, temp, safe));
             return new MergeReport(plan.Updates.Keys.Order(StringComparer.Ordinal).ToList(), plan.Replacements.Keys.Where(checkpoint.Contains).Order(StringComparer.Ordinal).ToList(), plan.Added);
         }
         finally

@@ -23,6 +23,7 @@ public static class AtomicFile
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
+            FaultInjection.BeforeCommit(temp, full);
             File.Move(temp, full, overwrite: true);
         }
         catch

@@ -66,6 +66,7 @@ internal static class TrainingCheckpoints
             var record = new StateRecord(FormatVersion, new Dictionary<string, string>(settings.Identity), state, trainable.Count, best is not null,
                 hasDropoutState, Digest(Path.Combine(temp, WeightsFile)), Digest(Path.Combine(temp, OptimizerFile)));
             AtomicFile.Write(Path.Combine(temp, StateFile), s => JsonSerializer.Serialize(s, record));
+            FaultInjection.BeforeCommit(temp, final);
             if (System.IO.Directory.Exists(final)) System.IO.Directory.Delete(final, recursive: true);
             System.IO.Directory.Move(temp, final);
         }

@@ -220,15 +220,17 @@ internal sealed class FineTunedModel : IDisposable
             });
             return;
         }
-        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
-            throw new IOException($"{directory}: output directory exists and is not empty.");
-        Use((model, adapted) =>
+        // Written into a temporary sibling folder and renamed into place: a kill leaves no half-exported model.
+        AtomicDirectory.Write(directory, temp =>
         {
-            WeightTransform? merge = adapted?.MergedWeightTransform(safe: true);
-            if (model is ISequenceClassifier classifier) classifier.SaveConfigAndWeights(directory, labelNames, merge);
-            else model.SaveConfigAndWeights(directory, merge);
+            Use((model, adapted) =>
+            {
+                WeightTransform? merge = adapted?.MergedWeightTransform(safe: true);
+                if (model is ISequenceClassifier classifier) classifier.SaveConfigAndWeights(temp, labelNames, merge);
+                else model.SaveConfigAndWeights(temp, merge);
+            });
+            foreach (var (file, bytes) in Tokenizer.Files) AtomicFile.Write(Path.Combine(temp, file), s => s.Write(bytes));
         });
-        foreach (var (file, bytes) in Tokenizer.Files) AtomicFile.Write(Path.Combine(directory, file), s => s.Write(bytes));
     }
 
     /// <summary>Writes the adapter as a PEFT adapter directory (MISS for the Bone family, LORA for the LoRA family).</summary>

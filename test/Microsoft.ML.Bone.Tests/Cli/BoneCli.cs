@@ -7,7 +7,9 @@ internal static class BoneCli
 {
     public sealed record Result(int ExitCode, string StdOut, string StdErr);
 
-    public static Result Run(params string[] args)
+    public static Result Run(params string[] args) => Run(TimeSpan.FromMinutes(2), args);
+
+    public static Result Run(TimeSpan timeout, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "bone.dll"));
@@ -15,10 +17,10 @@ internal static class BoneCli
         using var process = Process.Start(start)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
+        if (!process.WaitForExit(timeout))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"bone {string.Join(' ', args)} did not finish in 2 minutes.");
+            Assert.Fail($"bone {string.Join(' ', args)} did not finish in {timeout.TotalSeconds} s.");
         }
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }

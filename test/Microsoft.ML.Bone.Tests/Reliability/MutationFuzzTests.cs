@@ -225,7 +225,7 @@ public sealed class MutationFuzzTests
         yield return ("config-rwkv6", SharedData.Path("models", "tiny-rwkv-6v0-1m", "hf"));
     }
 
-    private static byte[] MutateBinary(byte[] original, int headerBytes, Random random)
+    internal static byte[] MutateBinary(byte[] original, int headerBytes, Random random)
     {
         var bytes = new List<byte>(original);
         int region = Math.Clamp(headerBytes, 1, original.Length);
@@ -253,7 +253,7 @@ public sealed class MutationFuzzTests
     private static readonly string[] InterestingNumbers =
         ["0", "-1", "1", "2147483647", "2147483648", "-2147483649", "9223372036854775807", "1e308", "1e-320", "3.5", "-0", "65536", "4294967296", "true", "null", "\"7\"", "[]", "{}"];
 
-    private static byte[] MutateJson(byte[] original, Random random)
+    internal static byte[] MutateJson(byte[] original, Random random)
     {
         string text = Encoding.UTF8.GetString(original);
         int edits = 1 + random.Next(3);
