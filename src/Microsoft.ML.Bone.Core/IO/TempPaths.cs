@@ -46,6 +46,23 @@ public static class TempPaths
         }
     }
 
+    /// <summary>
+    /// Deletes every <c>.*.tmp-PID-*</c> file and folder in <paramref name="directory"/> whose process has ended, whatever
+    /// its destination's name: for folders whose entries are named by a counter (checkpoints), where a killed
+    /// write's name may never be written again.
+    /// </summary>
+    public static void RemoveAllStaleSiblings(string directory)
+    {
+        if (!Directory.Exists(directory)) return;
+        foreach (string entry in Directory.EnumerateFileSystemEntries(directory, "." + "*" + SiblingMarker + "*"))
+        {
+            string name = Path.GetFileName(entry);
+            string rest = name[(name.LastIndexOf(SiblingMarker, StringComparison.Ordinal) + SiblingMarker.Length)..];
+            int dash = rest.IndexOf('-');
+            if (dash > 0 && int.TryParse(rest[..dash], out int pid) && !IsRunning(pid)) Delete(entry);
+        }
+    }
+
     private static string CreateScratch()
     {
         string root = Path.GetTempPath();

@@ -40,6 +40,7 @@ internal static class TrainingCheckpoints
         Dictionary<Parameter, Tensor>? best, OptimizerHelper optimizer, Nn.RandomSource dropout)
     {
         System.IO.Directory.CreateDirectory(settings.Directory);
+        TempPaths.RemoveAllStaleSiblings(settings.Directory);
         string final = Path.Combine(settings.Directory, $"{Prefix}{state.Step:D8}");
         string temp = TempPaths.Sibling(final);
         try

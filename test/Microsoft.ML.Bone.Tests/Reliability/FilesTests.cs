@@ -79,6 +79,23 @@ public sealed class FilesTests
     }
 
     [TestMethod]
+    public void ACheckpointFolderLosesEveryLeftoverOfEndedProcessesWhateverItsName()
+    {
+        string folder = Directory.CreateDirectory(Path.Combine(_dir, "checkpoints")).FullName;
+        int ended = EndedProcessId();
+        string stale = Path.Combine(folder, $".checkpoint-00000004.tmp-{ended}-0123");
+        string live = Path.Combine(folder, $".checkpoint-00000006.tmp-{Environment.ProcessId}-89ab");
+        string user = Path.Combine(folder, "notes.tmp-1-keep");
+        Directory.CreateDirectory(stale);
+        Directory.CreateDirectory(live);
+        File.WriteAllText(user, "not ours");
+        TempPaths.RemoveAllStaleSiblings(folder);
+        Assert.IsFalse(Directory.Exists(stale), "a killed write of a checkpoint that is never written again is removed");
+        Assert.IsTrue(Directory.Exists(live) && File.Exists(user), "a running writer's folder and the user's own file stay");
+        Directory.Delete(folder, recursive: true);
+    }
+
+    [TestMethod]
     public void TheCliChecksOutputsBeforeTrainingAndGivesParseErrorsOnOneLine()
     {
         string train = SharedData.Path("glue", "sst2", "train.tsv");
