@@ -133,5 +133,5 @@ public static class PeftAdapterConversion
     }
 
     private static void WriteAtomically(string outputDirectory, string json, List<KeyValuePair<string, Tensor>> tensors) =>
-        AtomicDirectory.Write(outputDirectory, temp => PeftAdapterDirectory.Write(temp, json, tensors));
+        AtomicDirectory.Write(outputDirectory, temp => PeftAdapterDirectory.WriteFiles(temp, json, tensors));
 }

@@ -18,8 +18,8 @@ public static class PeftAdapterDirectory
     public const string WeightsFileName = "adapter_model.safetensors";
 
     /// <summary>
-    /// Writes <paramref name="model"/>'s adapters to <paramref name="directory"/> (created if needed; both files are
-    /// replaced atomically). PiSSA and OLoRA adapters are written, as PEFT's conversion does, as a plain rank-2r LoRA
+    /// Writes <paramref name="model"/>'s adapters to <paramref name="directory"/>: a new (or empty) folder appears whole
+    /// or not at all; in an existing adapter folder each of the two files is replaced atomically, the weights first. PiSSA and OLoRA adapters are written, as PEFT's conversion does, as a plain rank-2r LoRA
     /// that applies to the original (not the residual) base weights.
     /// </summary>
     public static void Save(AdapterModel model, string directory, string? baseModelNameOrPath = null, string? taskType = null, PeftFormat format = PeftFormat.Miss)
@@ -34,10 +34,15 @@ public static class PeftAdapterDirectory
     /// <summary>Writes <paramref name="configJson"/> and <paramref name="tensors"/> (PEFT keys) as an adapter folder.</summary>
     internal static void Write(string directory, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors)
     {
-        string json = configJson;
-        Directory.CreateDirectory(directory);
-        SafetensorsWriter.Write(Path.Combine(directory, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        AtomicFile.Write(Path.Combine(directory, PeftAdapterConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(json)));
+        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any()) WriteFiles(directory, configJson, tensors);
+        else AtomicDirectory.Write(directory, folder => WriteFiles(folder, configJson, tensors));
+    }
+
+    /// <summary>The two files of an adapter folder, into an existing <paramref name="folder"/>: the weights, then the config.</summary>
+    internal static void WriteFiles(string folder, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors)
+    {
+        SafetensorsWriter.Write(Path.Combine(folder, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        AtomicFile.Write(Path.Combine(folder, PeftAdapterConfig.FileName), s => s.Write(System.Text.Encoding.UTF8.GetBytes(configJson)));
     }
 
     /// <summary>

@@ -5,7 +5,7 @@ using Microsoft.ML.Bone.Tests.TextClassification;
 namespace Microsoft.ML.Bone.Tests.Cli;
 
 /// <summary>
-/// Each writing command, run as a real process and SIGKILLed in the middle of its save (held there by
+/// Each writing command (all but <c>bench</c>, whose reports go through the same atomic writer), run as a real process and SIGKILLed in the middle of its save (held there by
 /// BONE_FAULT_HOLD_WRITES once its temporary output is complete, before the rename): the earlier output is intact,
 /// no partial output appears, and the next run leaves nothing behind (no temporary siblings, no scratch folders).
 /// </summary>
@@ -128,6 +128,8 @@ public sealed class KillDuringSaveTests
         string train = SharedData.Path("glue", "sst2", "train.tsv"), dev = SharedData.Path("glue", "sst2", "dev.tsv");
         FileCommand("classify train", zip, () => ["classify", "train", "--model", _roberta, "--train", train, "--max-rows", "32", "--epochs", "1", "--batch-size", "16", "--max-length", "32", "--rank", "4", "--threads", "1", "--out", zip]);
         FileCommand("classify predict", predictions, () => ["classify", "predict", "--model", zip, "--data", dev, "--out", predictions]);
+        string demo = Path.Combine(_dir, "demo");
+        FileCommand("demo", Path.Combine(demo, "bone.zip"), () => ["demo", "--model", _roberta, "--train", train, "--max-rows", "64", "--epochs", "1", "--batch-size", "32", "--max-length", "32", "--rank", "4", "--threads", "1", "--out", demo]);
     }
 
     [TestMethod]
