@@ -2,6 +2,9 @@ using System.CommandLine;
 using Microsoft.ML.Bone.Cli;
 using Microsoft.ML.Bone.Cli.Demo;
 
+// A killed run's scratch folder goes at the next start of any command, whether or not it needs scratch space.
+Microsoft.ML.Bone.IO.TempPaths.RemoveStaleScratch();
+
 var root = new RootCommand("bone: Bone / Bat / MiSS / LoRA adapters for Hugging Face checkpoints, in .NET.")
 {
     MergeCommand.Create(),

@@ -17,7 +17,10 @@ internal static class FaultInjection
     public static void BeforeCommit(string temp, string destination)
     {
         if (HoldFolder is null || Interlocked.Decrement(ref _skip) >= 0) return;
-        File.WriteAllText(Path.Combine(HoldFolder, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)), $"{temp}\n{destination}\n");
+        // Written whole, then renamed: the test reads the marker as soon as it appears.
+        string marker = Path.Combine(HoldFolder, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.WriteAllText(marker + ".part", $"{temp}\n{destination}\n");
+        File.Move(marker + ".part", marker);
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < TimeSpan.FromMinutes(10)) Thread.Sleep(100);
     }

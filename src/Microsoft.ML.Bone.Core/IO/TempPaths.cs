@@ -63,11 +63,26 @@ public static class TempPaths
         }
     }
 
+    /// <summary>Deletes the scratch folders (<c>TMPDIR/bone-PID</c>) of processes that have ended; the CLI calls it at start.</summary>
+    public static void RemoveStaleScratch()
+    {
+        string root = Path.GetTempPath();
+        if (!Directory.Exists(root)) return;
+        try
+        {
+            foreach (string stale in Directory.EnumerateDirectories(root, "bone-*"))
+                if (int.TryParse(Path.GetFileName(stale)["bone-".Length..], out int pid) && !IsRunning(pid)) Delete(stale);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: an unreadable temp folder only means leftovers stay.
+        }
+    }
+
     private static string CreateScratch()
     {
         string root = Path.GetTempPath();
-        foreach (string stale in Directory.EnumerateDirectories(root, "bone-*"))
-            if (int.TryParse(Path.GetFileName(stale)["bone-".Length..], out int pid) && !IsRunning(pid)) Delete(stale);
+        RemoveStaleScratch();
         string mine = Path.Combine(root, $"bone-{Environment.ProcessId}");
         Directory.CreateDirectory(mine);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => Delete(mine);
