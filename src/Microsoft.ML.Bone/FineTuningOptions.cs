@@ -127,6 +127,9 @@ public abstract class FineTuningOptions
         if (!Directory.Exists(ModelPath) && !File.Exists(ModelPath)) throw new DirectoryNotFoundException($"ModelPath: '{ModelPath}' is neither a directory nor a file.");
         if (!Enum.IsDefined(Adapter)) throw new ArgumentOutOfRangeException(nameof(Adapter), Adapter, "Adapter: not one of the AdapterKind values.");
         Positive(nameof(BatchSize), BatchSize);
+        // The saved model's record accepts no more than these when it loads (Persistence/SavedModelValidation).
+        AtMost(nameof(BatchSize), BatchSize, Persistence.SavedModelValidation.MaxBatchSize);
+        AtMost(nameof(Threads), Threads, Persistence.SavedModelValidation.MaxThreads);
         Positive(nameof(GradientAccumulationSteps), GradientAccumulationSteps);
         Positive(nameof(MaxEpochs), MaxEpochs);
         NotNegative(nameof(Rank), Rank, "0 picks the adapter's default");
@@ -162,6 +165,11 @@ public abstract class FineTuningOptions
     private protected static void Positive(string option, double value)
     {
         if (!(value > 0)) throw new ArgumentOutOfRangeException(option, value, $"{option} must be positive.");
+    }
+
+    private protected static void AtMost(string option, double value, double limit)
+    {
+        if (value > limit) throw new ArgumentOutOfRangeException(option, value, $"{option} must be at most {limit}.");
     }
 
     private protected static void NotNegative(string option, double value, string? meaning = null)

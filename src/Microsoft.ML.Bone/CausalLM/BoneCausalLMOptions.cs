@@ -59,6 +59,8 @@ public sealed class BoneCausalLMOptions : FineTuningOptions
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"{option} must name a column.", option);
         if (PromptTemplate is null || !PromptTemplate.Contains("{prompt}", StringComparison.Ordinal)) throw new ArgumentException("PromptTemplate must contain {prompt}.", nameof(PromptTemplate));
         if (MaxSequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), MaxSequenceLength, "MaxSequenceLength must be at least 8.");
+        AtMost(nameof(MaxSequenceLength), MaxSequenceLength, Persistence.SavedModelValidation.MaxSequenceLengthLimit);
+        AtMost(nameof(MaxNewTokens), MaxNewTokens, Persistence.SavedModelValidation.MaxNewTokensLimit);
         NotNegative(nameof(MaxNewTokens), MaxNewTokens);
         NotNegative(nameof(Temperature), Temperature, "0 decodes greedily");
         NotNegative(nameof(TopK), TopK, "0 turns top-k off");

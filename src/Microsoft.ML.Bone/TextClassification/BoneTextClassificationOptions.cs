@@ -54,6 +54,7 @@ public sealed class BoneTextClassificationOptions : FineTuningOptions
             if (string.IsNullOrWhiteSpace(value)) throw new ArgumentException($"{option} must name a column.", option);
         if (Sentence2ColumnName is not null && string.IsNullOrWhiteSpace(Sentence2ColumnName)) throw new ArgumentException($"{nameof(Sentence2ColumnName)} must name a column or be null.", nameof(Sentence2ColumnName));
         if (MaxSequenceLength < 8) throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), MaxSequenceLength, "MaxSequenceLength must be at least 8.");
+        AtMost(nameof(MaxSequenceLength), MaxSequenceLength, Persistence.SavedModelValidation.MaxSequenceLengthLimit);
         if (!Directory.Exists(ModelPath)) throw new DirectoryNotFoundException($"ModelPath: '{ModelPath}' is not a directory; text classification needs a Hugging Face checkpoint folder.");
     }
 }

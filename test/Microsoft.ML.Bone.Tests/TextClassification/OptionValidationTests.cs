@@ -23,6 +23,10 @@ public sealed class OptionValidationTests
     [
         [(Action<BoneTextClassificationOptions>)(o => o.MaxEpochs = 0), "MaxEpochs"],
         [(Action<BoneTextClassificationOptions>)(o => o.BatchSize = -1), "BatchSize"],
+        // Beyond what a saved model's record may hold: refused before training, not when the zip loads.
+        [(Action<BoneTextClassificationOptions>)(o => o.BatchSize = 100_000), "BatchSize"],
+        [(Action<BoneTextClassificationOptions>)(o => o.Threads = 5000), "Threads"],
+        [(Action<BoneTextClassificationOptions>)(o => o.MaxSequenceLength = 2_000_000), "MaxSequenceLength"],
         [(Action<BoneTextClassificationOptions>)(o => o.GradientAccumulationSteps = 0), "GradientAccumulationSteps"],
         [(Action<BoneTextClassificationOptions>)(o => o.WarmupRatio = 1.5), "WarmupRatio"],
         [(Action<BoneTextClassificationOptions>)(o => o.LearningRate = -1), "LearningRate"],
