@@ -67,7 +67,7 @@ public static class GradientCheckpoint
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
         {
-            Tensor x = ctx.get_saved_variables()[0];
+            BackwardOutputs.ReleasePrevious();
             var recompute = (Recompute)ctx.get_data("recompute");
             var random = (List<(RandomSource? Source, Tensor? State)>)ctx.get_data("random");
             bool inputNeedsGrad = (bool)ctx.get_data("inputNeedsGrad");
@@ -79,6 +79,10 @@ public static class GradientCheckpoint
             using (var scope = NewDisposeScope())
             using (enable_grad())
             {
+                // The incoming gradient's and the saved input's handles belong to this call, not to the step's scope
+                // (where they would keep every layer's hidden state and its gradient alive until the step ends).
+                scope.Attach(gradOutput);
+                Tensor x = ctx.get_saved_variables()[0];
                 Tensor input = x.detach().requires_grad_(inputNeedsGrad);
                 Tensor output = recompute.Forward(input);
                 List<Tensor> inputs = inputNeedsGrad ? [input, .. trainable] : [.. trainable];
@@ -88,7 +92,7 @@ public static class GradientCheckpoint
             Recompute.RestoreRandomState(now);
             var result = new List<Tensor> { inputNeedsGrad ? grads[0] : null!, null! };
             result.AddRange(grads.Skip(inputNeedsGrad ? 1 : 0));
-            return result;
+            return BackwardOutputs.HandOver(result);
         }
     }
 }

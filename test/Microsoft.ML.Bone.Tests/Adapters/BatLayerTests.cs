@@ -108,6 +108,32 @@ public sealed class BatLayerTests
         Assert.IsNull(ckpt.weight.grad, "the frozen base weight gets no gradient");
     }
 
+    // Bytes of the live tensors a dispose scope holds.
+    private static long ScopeBytes(DisposeScope scope) =>
+        scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize);
+
+    [TestMethod]
+    public void CheckpointedBackwardDoesNotKeepEachLayersGradientsUntilTheStepEnds()
+    {
+        // The gradients each checkpointed backward returns used to be moved to the caller's scope, keeping one
+        // input-sized gradient per layer alive to the end of the step. What backward adds to the step's scope must not
+        // grow with depth.
+        long Growth(int depth)
+        {
+            using var scope = NewDisposeScope();
+            var layers = Enumerable.Range(0, depth).Select(_ => Build(16, 16, 4, BatGrouping.OutputBlock, BatProduct.Matrix, checkpointing: true).Layer).ToList();
+            Tensor h = ToTensor(Input(64, 16)).requires_grad_(true);
+            foreach (var layer in layers) h = layer.call(h).tanh();
+            Tensor loss = h.sum();
+            long before = ScopeBytes(scope);
+            loss.backward();
+            return ScopeBytes(scope) - before;
+        }
+        long shallow = Growth(2), deep = Growth(8);
+        long oneGradient = 64 * 16 * sizeof(float);
+        Assert.IsTrue(deep - shallow < oneGradient, $"backward kept {deep - shallow} more bytes for 6 more layers (one layer's input gradient is {oneGradient})");
+    }
+
     [TestMethod]
     public void BlockGradientMatchesClosedForm()
     {

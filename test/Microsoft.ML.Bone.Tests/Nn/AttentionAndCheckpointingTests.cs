@@ -94,6 +94,27 @@ public sealed class AttentionAndCheckpointingTests
     }
 
     [TestMethod]
+    public void CheckpointedBackwardDoesNotKeepEachLayersGradientsUntilTheStepEnds()
+    {
+        // The handles of each block's saved input, incoming gradient and returned gradients used to land in the
+        // step's dispose scope, keeping them alive (a hidden state and its gradient per layer) until the step ended.
+        long Growth(int depth)
+        {
+            using var scope = NewDisposeScope();
+            var blocks = Enumerable.Range(0, depth).Select(_ => nn.Linear(16, 16)).ToList();
+            Tensor h = randn(64, 16).requires_grad_(true);
+            foreach (var block in blocks) h = Microsoft.ML.Bone.Nn.GradientCheckpoint.Run(block, h, x => block.call(x).tanh());
+            Tensor loss = h.sum();
+            long before = scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize);
+            loss.backward();
+            return scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize) - before;
+        }
+        long shallow = Growth(2), deep = Growth(8);
+        long oneHidden = 64 * 16 * sizeof(float);
+        Assert.IsTrue(deep - shallow < oneHidden, $"backward kept {deep - shallow} more bytes for 6 more layers (one hidden state is {oneHidden})");
+    }
+
+    [TestMethod]
     public void RobertaGradientCheckpointingReplaysDropoutAndGivesTheSameGradients()
     {
         using var scope = NewDisposeScope();

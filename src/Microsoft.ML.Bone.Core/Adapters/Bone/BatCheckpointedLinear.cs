@@ -27,13 +27,17 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
+        Nn.BackwardOutputs.ReleasePrevious();
+        // The incoming gradient's handle and the saved tensors' handles belong to this call: in the caller's scope they
+        // would keep every layer's input and output gradient alive until the end of the step.
+        using var scope = NewDisposeScope();
+        scope.Attach(gradOutput);
         List<Tensor> saved = ctx.get_saved_variables();
         var (x, w, blocks) = (saved[0], saved[1], saved[2]);
         var grouping = (BatGrouping)ctx.get_data("grouping");
         var product = (BatProduct)ctx.get_data("product");
         long outFeatures = w.shape[0], inFeatures = w.shape[1];
 
-        using var scope = NewDisposeScope();
         Tensor g2 = gradOutput.reshape(-1, outFeatures);
         Tensor gradBlocks;
         // dL/dW' = Σ_tokens gᵀ·x, then through W' = W + ΔW(W, B) to dL/dB.
@@ -52,6 +56,6 @@ internal sealed class BatCheckpointedLinear : autograd.SingleTensorFunction<BatC
         Tensor gradInput;
         using (Tensor merged = BatMath.MergedWeight(w, blocks, grouping, product)) gradInput = gradOutput.matmul(merged);
         Tensor? gradBias = (bool)ctx.get_data("hasBias") ? g2.sum(dim: 0) : null;
-        return [gradInput.MoveToOuterDisposeScope(), null!, gradBlocks.MoveToOuterDisposeScope(), gradBias?.MoveToOuterDisposeScope()!, null!, null!];
+        return Nn.BackwardOutputs.HandOver([gradInput.MoveToOuterDisposeScope(), null!, gradBlocks.MoveToOuterDisposeScope(), gradBias?.MoveToOuterDisposeScope()!, null!, null!]);
     }
 }
