@@ -12,7 +12,10 @@ internal static class BackwardOutputs
 {
     [ThreadStatic] private static List<Tensor>? _handedOver;
 
-    /// <summary>Disposes what the previous backward on this thread returned; call first in every backward.</summary>
+    /// <summary>
+    /// Disposes what the previous backward on this thread returned: first in every backward, and after a
+    /// <c>backward()</c> call returns (the training loop does).
+    /// </summary>
     public static void ReleasePrevious()
     {
         if (_handedOver is not { Count: > 0 } previous) return;

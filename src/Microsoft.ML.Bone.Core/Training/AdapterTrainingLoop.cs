@@ -121,6 +121,7 @@ public static class AdapterTrainingLoop
                         using var scope = NewDisposeScope();
                         BatchLoss batch = lossOf(batches[first + m]);
                         (batch.Loss / micro).backward();
+                        Nn.BackwardOutputs.ReleasePrevious();   // the last custom backward's gradients, now consumed
                         loss += batch.Loss.item<float>() / micro;
                         tokens += batch.Tokens;
                     }
