@@ -72,6 +72,19 @@ class Adapted(nn.Module):
         return torch.utils.checkpoint.checkpoint(lambda xx, bb: F.linear(xx, self.bat_merged(self.base.weight, bb)), x, self.block, use_reentrant=False)
 
 
+def train_adapters_only(model, also=()):
+    """Freezes every parameter of model except the adapters' own (and those in also, e.g. a new head)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for m in model.modules():
+        if isinstance(m, Adapted):
+            for n, p in m.named_parameters():
+                if not n.startswith("base."):
+                    p.requires_grad_(True)
+    for p in also:
+        p.requires_grad_(True)
+
+
 def linear_layer(inf, outf, method, r, targets, name):
     if method in ("base", "full") or not any(name.endswith(t) for t in targets):
         layer = Adapted(inf, outf, "base", r)
@@ -195,15 +208,7 @@ class Roberta(nn.Module):
         self.layers = nn.ModuleList([RobertaLayer(d, c["heads"], c["inter"], method, r) for _ in range(c["layers"])])
         self.dense, self.out = nn.Linear(d, d), nn.Linear(d, 2)
         if method != "full":
-            for p in self.parameters():
-                p.requires_grad_(False)
-            for m in self.modules():
-                if isinstance(m, Adapted):
-                    for n, p in m.named_parameters():
-                        if not n.startswith("base."):
-                            p.requires_grad_(True)
-            for p in list(self.dense.parameters()) + list(self.out.parameters()):
-                p.requires_grad_(True)
+            train_adapters_only(self, list(self.dense.parameters()) + list(self.out.parameters()))
 
     def forward(self, ids):
         positions = torch.arange(2, 2 + ids.size(1))[None]
@@ -319,13 +324,7 @@ class Rwkv(nn.Module):
         self.blocks = nn.ModuleList([RwkvBlock(c, method, r, i == 0) for i in range(c["layers"])])
         self.ln_out, self.head = nn.LayerNorm(c["hidden"]), nn.Linear(c["hidden"], c["vocab"], bias=False)
         if method != "full":
-            for p in self.parameters():
-                p.requires_grad_(False)
-            for m in self.modules():
-                if isinstance(m, Adapted):
-                    for n, p in m.named_parameters():
-                        if not n.startswith("base."):
-                            p.requires_grad_(True)
+            train_adapters_only(self)
 
     def forward(self, ids):
         x = self.emb(ids)

@@ -42,8 +42,7 @@ public static class PeftAdapterConversion
     public static ConversionReport Convert(string adapterDirectory, string outputDirectory, PeftConversionTarget target, string? modelDirectory = null)
     {
         if (!Enum.IsDefined(target)) throw new ArgumentOutOfRangeException(nameof(target), target, "not a conversion target");
-        if (Directory.Exists(outputDirectory) && Directory.EnumerateFileSystemEntries(outputDirectory).Any())
-            throw new IOException($"{outputDirectory}: output directory exists and is not empty.");
+        AtomicDirectory.CheckMissingOrEmpty(outputDirectory);
         var (adapter, tensors) = PeftAdapterDirectory.Read(adapterDirectory);
         string configPath = Path.Combine(adapterDirectory, PeftAdapterConfig.FileName);
         try

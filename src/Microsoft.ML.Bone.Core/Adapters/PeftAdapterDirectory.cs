@@ -34,8 +34,8 @@ public static class PeftAdapterDirectory
     /// <summary>Writes <paramref name="configJson"/> and <paramref name="tensors"/> (PEFT keys) as an adapter folder.</summary>
     internal static void Write(string directory, string configJson, IEnumerable<KeyValuePair<string, Tensor>> tensors)
     {
-        if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any()) WriteFiles(directory, configJson, tensors);
-        else AtomicDirectory.Write(directory, folder => WriteFiles(folder, configJson, tensors));
+        if (AtomicDirectory.IsMissingOrEmpty(directory)) AtomicDirectory.Write(directory, folder => WriteFiles(folder, configJson, tensors));
+        else WriteFiles(directory, configJson, tensors);
     }
 
     /// <summary>The two files of an adapter folder, into an existing <paramref name="folder"/>: the weights, then the config.</summary>

@@ -33,8 +33,7 @@ public static class PeftCheckpointMerger
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: not found; a Hugging Face model directory needs config.json.");
         try { System.Text.Json.JsonDocument.Parse(IO.InputFile.ReadAllText(configPath)).Dispose(); }
         catch (System.Text.Json.JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message}).", e); }
-        if (Directory.Exists(outputDirectory) && Directory.EnumerateFileSystemEntries(outputDirectory).Any())
-            throw new IOException($"{outputDirectory}: output directory exists and is not empty.");
+        AtomicDirectory.CheckMissingOrEmpty(outputDirectory);
 
         var (adapter, tensors) = PeftAdapterDirectory.Read(adapterDirectory);
         PeftFormat format = adapter.Format;

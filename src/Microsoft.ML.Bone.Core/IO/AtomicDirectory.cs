@@ -7,15 +7,26 @@ namespace Microsoft.ML.Bone.IO;
 /// </summary>
 public static class AtomicDirectory
 {
+    /// <summary>Whether <paramref name="directory"/> does not exist or has nothing in it.</summary>
+    public static bool IsMissingOrEmpty(string directory) => !Directory.Exists(directory) || !Directory.EnumerateFileSystemEntries(directory).Any();
+
+    /// <summary>
+    /// Throws unless <paramref name="directory"/> is missing or empty: commands call it before their work, so that a
+    /// full output folder fails at once rather than after it; <see cref="Write"/> checks again.
+    /// </summary>
+    public static void CheckMissingOrEmpty(string directory)
+    {
+        if (!IsMissingOrEmpty(directory)) throw new IOException($"{directory}: output directory exists and is not empty.");
+    }
+
     /// <summary>
     /// Calls <paramref name="writeInto"/> with a new temporary folder beside <paramref name="directory"/>, then puts it
     /// in place of <paramref name="directory"/>, which must not exist or be empty. On failure nothing is left behind.
     /// </summary>
     public static void Write(string directory, Action<string> writeInto)
     {
+        CheckMissingOrEmpty(directory);
         string full = Path.GetFullPath(directory);
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
-            throw new IOException($"{directory}: output directory exists and is not empty.");
         string temp = TempPaths.Sibling(full);
         try
         {

@@ -34,27 +34,20 @@ public static class TempPaths
     }
 
     /// <summary>Deletes <c>.NAME.tmp-PID-*</c> files and folders in <paramref name="directory"/> whose process has ended.</summary>
-    public static void RemoveStaleSiblings(string directory, string name)
-    {
-        if (!Directory.Exists(directory)) return;
-        string prefix = $".{name}{SiblingMarker}";
-        foreach (string entry in Directory.EnumerateFileSystemEntries(directory, prefix + "*"))
-        {
-            string rest = Path.GetFileName(entry)[prefix.Length..];
-            int dash = rest.IndexOf('-');
-            if (dash > 0 && int.TryParse(rest[..dash], out int pid) && !IsRunning(pid)) Delete(entry);
-        }
-    }
+    public static void RemoveStaleSiblings(string directory, string name) => RemoveEndedSiblings(directory, $".{name}{SiblingMarker}*");
 
     /// <summary>
     /// Deletes every <c>.*.tmp-PID-*</c> file and folder in <paramref name="directory"/> whose process has ended, whatever
     /// its destination's name: for folders whose entries are named by a counter (checkpoints), where a killed
     /// write's name may never be written again.
     /// </summary>
-    public static void RemoveAllStaleSiblings(string directory)
+    public static void RemoveAllStaleSiblings(string directory) => RemoveEndedSiblings(directory, $".*{SiblingMarker}*");
+
+    // The writer's process id follows the last marker: ".NAME.tmp-PID-GUID".
+    private static void RemoveEndedSiblings(string directory, string pattern)
     {
         if (!Directory.Exists(directory)) return;
-        foreach (string entry in Directory.EnumerateFileSystemEntries(directory, "." + "*" + SiblingMarker + "*"))
+        foreach (string entry in Directory.EnumerateFileSystemEntries(directory, pattern))
         {
             string name = Path.GetFileName(entry);
             string rest = name[(name.LastIndexOf(SiblingMarker, StringComparison.Ordinal) + SiblingMarker.Length)..];
