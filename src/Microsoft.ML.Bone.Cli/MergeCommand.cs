@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.ML.Bone.Adapters;
 using Microsoft.ML.Bone.Models;
+using Microsoft.ML.Bone.IO;
 
 namespace Microsoft.ML.Bone.Cli;
 
@@ -39,7 +40,7 @@ internal static class MergeCommand
     private static void MergeSingleFile(string modelFile, string adapterDirectory, string output, bool safe)
     {
         bool pth = output.EndsWith(".pth", StringComparison.OrdinalIgnoreCase);
-        if (!pth && Directory.Exists(output) && Directory.EnumerateFileSystemEntries(output).Any()) throw new IOException($"{output}: output directory exists and is not empty.");
+        if (!pth) AtomicDirectory.CheckMissingOrEmpty(output);
         using var model = ModelRegistry.LoadCausalLM(modelFile);
         AdapterModel adapted = PeftAdapterDirectory.Load(model.Module, adapterDirectory);
         var merge = adapted.MergedWeightTransform(safe);
@@ -48,7 +49,7 @@ internal static class MergeCommand
             if (model is not Models.Rwkv6.Rwkv6ForCausalLM rwkv) throw new ArgumentException($"--out {output}: only RWKV-6 models are written as .pth; give a directory.");
             Models.Rwkv6.Rwkv6Checkpoint.SavePth(rwkv, output, transform: merge);
         }
-        else model.SaveConfigAndWeights(output, merge);
+        else AtomicDirectory.Write(output, folder => model.SaveConfigAndWeights(folder, merge));
         Console.WriteLine($"Merged {adapted.AdaptedLayers.Count} adapted layers of {modelFile} into {output}.");
     }
 }
