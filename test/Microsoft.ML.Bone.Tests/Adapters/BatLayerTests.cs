@@ -108,10 +108,6 @@ public sealed class BatLayerTests
         Assert.IsNull(ckpt.weight.grad, "the frozen base weight gets no gradient");
     }
 
-    // Bytes of the live tensors a dispose scope holds.
-    private static long ScopeBytes(DisposeScope scope) =>
-        scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize);
-
     [TestMethod]
     public void CheckpointedBackwardDoesNotKeepEachLayersGradientsUntilTheStepEnds()
     {

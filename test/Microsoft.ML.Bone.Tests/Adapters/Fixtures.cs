@@ -8,6 +8,10 @@ namespace Microsoft.ML.Bone.Tests.Adapters;
 /// <summary>Deterministic weights and inputs (no RNG) and managed reference arithmetic for adapter tests.</summary>
 internal static class Fixtures
 {
+    /// <summary>Bytes of the live tensors <paramref name="scope"/> holds.</summary>
+    public static long ScopeBytes(DisposeScope scope) =>
+        scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize);
+
     public static double[,] Weight(int outF, int inF)
     {
         var w = new double[outF, inF];

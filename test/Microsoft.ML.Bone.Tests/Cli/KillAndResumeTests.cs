@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML.Bone.IO;
 using Microsoft.ML.Bone.Tests.TextClassification;
 
@@ -30,21 +29,7 @@ public sealed class KillAndResumeTests
             // The same run, killed as soon as its second checkpoint exists (60 steps in all).
             string checkpoints = Path.Combine(dir, "ckpt");
             string resumedZip = Path.Combine(dir, "resumed.zip");
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "bone.dll"));
-            foreach (string a in Args(resumedZip, checkpoints)) start.ArgumentList.Add(a);
-            using (var child = Process.Start(start)!)
-            {
-                child.OutputDataReceived += (_, _) => { };
-                child.ErrorDataReceived += (_, _) => { };
-                child.BeginOutputReadLine();
-                child.BeginErrorReadLine();
-                var clock = Stopwatch.StartNew();
-                while (!Directory.Exists(Path.Combine(checkpoints, "checkpoint-00000006")) && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(20);
-                Assert.IsFalse(child.HasExited, "the run was still going when it was killed");
-                child.Kill(entireProcessTree: true);   // SIGKILL: no cleanup, no finally blocks
-                child.WaitForExit();
-            }
+            BoneCli.KillWhen(_ => Directory.Exists(Path.Combine(checkpoints, "checkpoint-00000006")), TimeSpan.FromMinutes(2), null, Args(resumedZip, checkpoints));
             Assert.IsFalse(File.Exists(resumedZip), "killed before it saved");
 
             var resumed = BoneCli.Run(Args(resumedZip, checkpoints));

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.ML.Bone.Tests.Reliability;
 using Microsoft.ML.Bone.Tests.TextClassification;
 
@@ -35,26 +34,14 @@ public sealed class KillDuringSaveTests
     [ClassCleanup]
     public static void Cleanup() => Directory.Delete(_dir, recursive: true);
 
-    private static ProcessStartInfo Start(string[] args, string? holdFolder, int skip)
-    {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "bone.dll"));
-        foreach (string a in args) start.ArgumentList.Add(a);
-        start.Environment["TMPDIR"] = _tmp;
-        if (holdFolder is not null)
-        {
-            start.Environment["BONE_FAULT_HOLD_WRITES"] = holdFolder;
-            start.Environment["BONE_FAULT_HOLD_SKIP"] = skip.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        }
-        return start;
-    }
+    private static Dictionary<string, string> Environment(string? holdFolder = null, int skip = 0) => holdFolder is null
+        ? new() { ["TMPDIR"] = _tmp }
+        : new() { ["TMPDIR"] = _tmp, ["BONE_FAULT_HOLD_WRITES"] = holdFolder, ["BONE_FAULT_HOLD_SKIP"] = skip.ToString(System.Globalization.CultureInfo.InvariantCulture) };
 
     private static (int ExitCode, string Output) RunToEnd(string[] args)
     {
-        using var process = Process.Start(Start(args, null, 0))!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3))) { process.Kill(entireProcessTree: true); Assert.Fail($"bone {string.Join(' ', args)} hung"); }
-        return (process.ExitCode, stdout.Result + stderr.Result);
+        var result = BoneCli.Run(TimeSpan.FromMinutes(3), Environment(), args);
+        return (result.ExitCode, result.StdOut + result.StdErr);
     }
 
     /// <summary>Runs <paramref name="args"/> until its save (after <paramref name="skip"/> others) is held, then SIGKILLs it; returns the held temporary path.</summary>
@@ -63,20 +50,10 @@ public sealed class KillDuringSaveTests
         string hold = Directory.CreateTempSubdirectory("hold-").FullName;
         try
         {
-            using var process = Process.Start(Start(args, hold, skip))!;
-            process.OutputDataReceived += (_, _) => { };
-            process.ErrorDataReceived += (_, _) => { };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            string marker = Path.Combine(hold, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            var clock = Stopwatch.StartNew();
-            while (!File.Exists(marker) && !process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(3)) Thread.Sleep(20);
-            Thread.Sleep(50);   // the marker's text is written
-            Assert.IsFalse(process.HasExited, $"bone {string.Join(' ', args)} ended (exit {(process.HasExited ? process.ExitCode : 0)}) before its save was held");
-            Assert.IsTrue(File.Exists(marker), "the save was held");
-            process.Kill(entireProcessTree: true);   // SIGKILL: no finally blocks, no exit handlers
-            process.WaitForExit();
-            return File.ReadAllLines(marker)[0];
+            // The marker, named after the process id, appears whole (written, then renamed) once the save is held.
+            string Marker(int pid) => Path.Combine(hold, pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            int pid = BoneCli.KillWhen(id => File.Exists(Marker(id)), TimeSpan.FromMinutes(3), Environment(hold, skip), args);
+            return File.ReadAllLines(Marker(pid))[0];
         }
         finally { Directory.Delete(hold, recursive: true); }
     }

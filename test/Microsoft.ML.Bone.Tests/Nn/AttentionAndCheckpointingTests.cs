@@ -105,9 +105,9 @@ public sealed class AttentionAndCheckpointingTests
             Tensor h = randn(64, 16).requires_grad_(true);
             foreach (var block in blocks) h = Microsoft.ML.Bone.Nn.GradientCheckpoint.Run(block, h, x => block.call(x).tanh());
             Tensor loss = h.sum();
-            long before = scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize);
+            long before = ScopeBytes(scope);
             loss.backward();
-            return scope.DisposablesView.OfType<Tensor>().Where(t => !t.IsInvalid).Sum(t => t.NumberOfElements * t.ElementSize) - before;
+            return ScopeBytes(scope) - before;
         }
         long shallow = Growth(2), deep = Growth(8);
         long oneHidden = 64 * 16 * sizeof(float);
