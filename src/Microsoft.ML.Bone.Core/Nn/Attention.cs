@@ -45,6 +45,6 @@ public static class Attention
     {
         Tensor query = arange(keys - queries, keys, device: device).unsqueeze(1);
         Tensor key = arange(0, keys, device: device).unsqueeze(0);
-        return zeros([1, 1, queries, keys], dtype: dtype, device: device).masked_fill(key.gt(query), torch.finfo(dtype).min);
+        return ScalarArguments.MaskedFill(zeros([1, 1, queries, keys], dtype: dtype, device: device), key.gt(query), torch.finfo(dtype).min);
     }
 }

@@ -141,7 +141,7 @@ public static class TextGeneration
         if (o.TopK > 0 && o.TopK < logits.shape[1])
         {
             Tensor kth = logits.topk(o.TopK, -1).values.narrow(1, o.TopK - 1, 1);
-            logits = logits.masked_fill(logits.lt(kth), double.NegativeInfinity);
+            logits = Nn.ScalarArguments.MaskedFill(logits, logits.lt(kth), double.NegativeInfinity);
         }
         if (o.TopP < 1)
         {
@@ -149,7 +149,7 @@ public static class TextGeneration
             Tensor cumulative = sorted.softmax(-1).cumsum(-1);
             // Drop a token when the tokens before it already reach p; the most likely token always stays.
             Tensor drop = (cumulative - sorted.softmax(-1)).ge(o.TopP);
-            logits = logits.scatter(-1, order, sorted.masked_fill(drop, double.NegativeInfinity));
+            logits = logits.scatter(-1, order, Nn.ScalarArguments.MaskedFill(sorted, drop, double.NegativeInfinity));
         }
         return HostIds(multinomial(logits.softmax(-1), 1, generator: random).squeeze(1));
     }

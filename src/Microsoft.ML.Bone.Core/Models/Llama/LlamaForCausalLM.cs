@@ -191,7 +191,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>
         if (window > 0) allowed = allowed.logical_and((query - key).lt(window));
         allowed = allowed.unsqueeze(0).unsqueeze(0);
         if (attentionMask is not null) allowed = allowed.logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(2));
-        return zeros([allowed.shape[0], 1, t, s], dtype: dtype, device: device).masked_fill(allowed.logical_not(), torch.finfo(dtype).min);
+        return Nn.ScalarArguments.MaskedFill(zeros([allowed.shape[0], 1, t, s], dtype: dtype, device: device), allowed.logical_not(), torch.finfo(dtype).min);
     }
 }
 

@@ -74,7 +74,7 @@ public static class Wkv6
 
         // Intra-chunk: exp(c_{a−1} − c_s) for s < a, -inf elsewhere before the exponential so nothing overflows.
         Tensor strictlyLower = ones(l, l, dtype: ScalarType.Bool, device: r.device).tril(-1).unsqueeze(-1);   // [L, L, 1]
-        Tensor exponent = (before.unsqueeze(4) - c.unsqueeze(3)).masked_fill(strictlyLower.logical_not(), double.NegativeInfinity);  // [B, H, C, L, L, N]
+        Tensor exponent = Nn.ScalarArguments.MaskedFill(before.unsqueeze(4) - c.unsqueeze(3), strictlyLower.logical_not(), double.NegativeInfinity);  // [B, H, C, L, L, N]
         Tensor scores = (rb.unsqueeze(4) * kb.unsqueeze(3) * exponent.exp()).sum(-1);              // [B, H, C, L, L]
         Tensor bonus = (rb * u.to(ScalarType.Float32).view(1, h, 1, 1, n) * kb).sum(-1);            // [B, H, C, L]
         Tensor y = (scores + bonus.diag_embed()).matmul(vb);                                       // [B, H, C, L, N]
